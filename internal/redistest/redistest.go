@@ -1,0 +1,146 @@
+// Package redistest starts a real redis-server on a free loopback port for
+// tests and stops it when the test ends. A missing redis-server fails the test
+// (it never skips): CI installs it, and so does `make test`.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	Addr string
+	Dir  string
+	cmd  *exec.Cmd
+	port int
+	aof  bool
+}
+
+// Start starts redis-server for tb (AOF persistence on, data in a temp dir)
+// and registers its stop with tb.Cleanup.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s := &Server{Dir: tb.TempDir(), aof: true}
+	if err := s.start(0); err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the redis:// URL of database db.
+func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr, db) }
+
+// Client returns a go-redis client for database db, closed at cleanup.
+func (s *Server) Client(tb testing.TB, db int) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) start(port int) error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("redis-server not found on PATH (apt-get install -y redis-server): %w", err)
+	}
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return err
+		}
+	}
+	s.port = port
+	s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
+		"--databases", "64"}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, _ := os.Create(filepath.Join(s.Dir, "redis.log"))
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on %s did not answer within 10s (log: %s)", s.Addr, tail(filepath.Join(s.Dir, "redis.log")))
+}
+
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var last string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		last = sc.Text()
+	}
+	return last
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Kill stops the server with SIGKILL (a crash).
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same port and data
+// directory (the AOF brings the data back).
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.Stop()
+	if err := s.start(s.port); err != nil {
+		tb.Fatalf("redistest restart: %v", err)
+	}
+}
