@@ -21,11 +21,12 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr string
-	Dir  string
-	cmd  *exec.Cmd
-	port int
-	aof  bool
+	Addr   string
+	Dir    string
+	cmd    *exec.Cmd
+	port   int
+	aof    bool
+	exited chan struct{}
 }
 
 // Start starts redis-server for tb (AOF persistence on, data in a temp dir)
@@ -33,7 +34,14 @@ type Server struct {
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s := &Server{Dir: tb.TempDir(), aof: true}
-	if err := s.start(0); err != nil {
+	var err error
+	for try := 0; try < 3; try++ { // another process may take the free port first
+		if err = s.start(0); err == nil {
+			break
+		}
+		s.Kill()
+	}
+	if err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
 	tb.Cleanup(s.Stop)
@@ -81,8 +89,23 @@ func (s *Server) start(port int) error {
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
+	exited := make(chan struct{})
+	s.exited = exited
+	cmd := s.cmd
+	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server exited at start on %s (log: %s)", s.Addr, tail(filepath.Join(s.Dir, "redis.log")))
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		} else {
+			c.Close()
+		}
 		c := redis.NewClient(&redis.Options{Addr: s.Addr})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
@@ -114,13 +137,11 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(5 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 	s.cmd = nil
 }
@@ -131,7 +152,9 @@ func (s *Server) Kill() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	if s.exited != nil {
+		<-s.exited
+	}
 	s.cmd = nil
 }
 

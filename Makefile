@@ -1,0 +1,58 @@
+# pagefleet — see README.md.
+SHELL := /bin/bash
+GO ?= go
+PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./pkg/config/... ./pkg/tenant/... ./pkg/jobstore/... ./pkg/session/... ./pkg/egress/... ./pkg/fetch/... ./pkg/convert/... ./pkg/extract/... ./pkg/api/... ./jobs/...
+FUZZTIME ?= 3s
+
+.PHONY: run build test deps vet race fuzz-brief fuzz bench chaos soak fmt clean
+
+## run: install what is missing, start Redis (AOF under .data/), a worker and the API on :8080
+run: build
+	@bash deployments/local/run.sh
+
+## build: the two binaries into bin/
+build:
+	$(GO) build -o bin/pagefleet-api ./cmd/api
+	$(GO) build -o bin/pagefleet-worker ./cmd/worker
+
+## deps: install redis-server and chromium (apt, as root)
+deps:
+	@bash deployments/local/deps.sh
+
+## test: the whole suite against real Redis and real Chromium
+test: deps vet
+	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) race fuzz-brief
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+race:
+	$(GO) test -count=1 -race -timeout 10m $(PKGS_RACE)
+
+## fuzz-brief: each fuzz target for a few seconds (longer: make fuzz FUZZTIME=5m)
+fuzz-brief:
+	@set -e; for t in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg jobs 2>/dev/null); do \
+	  d=$$(dirname $$t); for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$t | sed 's/func //'); do \
+	    echo "fuzz $$d $$f ($(FUZZTIME))"; $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./$$d; done; done
+
+fuzz:
+	$(MAKE) fuzz-brief FUZZTIME=2m
+
+## bench: benchmarks with ratios against baselines measured in the same run
+bench: deps
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./bench/... | tee bench.out
+
+## chaos / soak: the long fault and leak tests
+chaos: deps
+	PAGEFLEET_CHAOS=long $(GO) test -count=1 -timeout 40m -run 'Chaos|Kill|Restart' ./e2e/...
+
+soak: deps
+	PAGEFLEET_SOAK_JOBS=2000 $(GO) test -count=1 -timeout 60m -run Soak -v ./e2e/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin bench.out

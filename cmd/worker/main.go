@@ -1,0 +1,160 @@
+// Command worker pulls jobs from asynq and runs them as plain HTTP fetches or
+// in pooled headless Chrome.
+//
+// Shutdown order on SIGTERM: stop pulling work and let in-flight jobs finish
+// within PAGEFLEET_SHUTDOWN_TIMEOUT (asynq hands the rest back), stop the
+// Chrome pool (no chromium process outlives the worker), stop the egress
+// proxy and the metrics server, then close Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/browser"
+	"github.com/pagefleet/pagefleet/pkg/config"
+	"github.com/pagefleet/pagefleet/pkg/egress"
+	"github.com/pagefleet/pagefleet/pkg/extract"
+	"github.com/pagefleet/pagefleet/pkg/fetch"
+	"github.com/pagefleet/pagefleet/pkg/jobstore"
+	"github.com/pagefleet/pagefleet/pkg/session"
+	"github.com/pagefleet/pagefleet/pkg/worker"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pagefleet worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	log := cfg.NewLogger("worker")
+	rdb, err := cfg.NewRedis()
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	policy := &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}
+	proxy := egress.NewProxy(policy, log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := proxy.Start(ctx); err != nil {
+		return fmt.Errorf("egress proxy: %w", err)
+	}
+	pool, err := browser.New(browser.Config{
+		ChromePath: cfg.ChromePath, Browsers: cfg.Browsers,
+		ContextsPerBrowser: (cfg.Concurrency + cfg.Browsers - 1) / cfg.Browsers,
+		JobsPerBrowser:     cfg.JobsPerBrowser, AllowPrivate: cfg.AllowPrivate,
+		ProxyURL: proxy.URL(), EgressError: proxy.LastError, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	if err := pool.Start(ctx); err != nil {
+		return fmt.Errorf("chrome pool: %w", err)
+	}
+	sessions, err := session.New(rdb, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	w := worker.New(worker.Deps{
+		Redis: rdb, Jobs: jobstore.New(rdb, cfg.ResultTTL), Sessions: sessions, Browser: pool,
+		Fetcher: fetch.New(fetch.Config{Policy: policy}),
+		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
+		Logger:  log, Registry: reg,
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   jobs.QueueWeights,
+		IsFailure:                worker.IsFailure,
+		RetryDelayFunc:           worker.RetryDelay,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		TaskCheckInterval:        100 * time.Millisecond,
+		DelayedTaskCheckInterval: time.Second,
+		Logger:                   asynqLogger{log},
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if !errors.Is(err, worker.ErrSessionBusy) {
+				log.Debug("task attempt failed", "kind", t.Type(), "err", err)
+			}
+		}),
+	})
+	mux := asynq.NewServeMux()
+	w.Register(mux)
+
+	// Metrics and health.
+	hmux := http.NewServeMux()
+	hmux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hmux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) { rw.Write([]byte(`{"status":"ok"}`)) })
+	hmux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
+		c, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := rdb.Ping(c).Err(); err != nil {
+			http.Error(rw, `{"status":"unavailable","redis":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if err := pool.Ready(); err != nil {
+			http.Error(rw, `{"status":"unavailable","chrome":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		rw.Write([]byte(`{"status":"ready"}`))
+	})
+	ln, err := net.Listen("tcp", cfg.WorkerAddr)
+	if err != nil {
+		return fmt.Errorf("PAGEFLEET_WORKER_ADDR: %w", err)
+	}
+	hsrv := &http.Server{Handler: hmux, ReadHeaderTimeout: 5 * time.Second}
+	go hsrv.Serve(ln)
+
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
+	go w.CancelListener(lctx)
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("asynq: %w", err)
+	}
+	log.Info("worker running", "concurrency", cfg.Concurrency, "browsers", cfg.Browsers, "metrics", ln.Addr().String())
+
+	<-ctx.Done()
+	log.Info("stopping: no new jobs; waiting for running ones", "grace", cfg.ShutdownTimeout)
+	srv.Shutdown()
+	lcancel()
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := pool.Stop(sctx); err != nil {
+		log.Warn("chrome pool stop", "err", err)
+	}
+	_ = proxy.Stop(sctx)
+	_ = hsrv.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
+}
+
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)); os.Exit(1) }

@@ -1,0 +1,397 @@
+// Package e2e tests pagefleet end to end through its public HTTP API: the
+// real api and worker binaries, a real redis-server and real Chromium, with
+// local httptest sites as targets.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pagefleet/pagefleet/internal/redistest"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pagefleet-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, b := range []string{"api", "worker"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	keyA = "pf_test_tenant_a_key"
+	keyB = "pf_test_tenant_b_key"
+	keyF = "pf_test_tenant_free_key"
+)
+
+// Env is one running pagefleet: Redis, an API and any number of workers.
+type Env struct {
+	t       testing.TB
+	Redis   *redistest.Server
+	DB      int
+	APIURL  string
+	dir     string
+	env     []string
+	mu      sync.Mutex
+	api     *proc
+	workers []*proc
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	log  *bytes.Buffer
+	done chan struct{}
+	tmp  string
+}
+
+// Options shape an Env.
+type Options struct {
+	Workers     int
+	Concurrency int
+	Env         []string // extra KEY=VALUE
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Start starts Redis, the API and opts.Workers workers.
+func Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	if opts.Workers == 0 {
+		opts.Workers = 1
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 4
+	}
+	e := &Env{t: t, Redis: redistest.Start(t), dir: t.TempDir()}
+	tenants := filepath.Join(e.dir, "tenants.yaml")
+	os.WriteFile(tenants, []byte(fmt.Sprintf(`tenants:
+  - id: acme
+    plan: pro
+    api_keys: [%q]
+    webhook_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+  - id: globex
+    plan: enterprise
+    api_keys: ["sha256:%x"]
+    webhook_secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+  - id: freebie
+    plan: free
+    api_keys: [%q]
+`, keyA, sha(keyB), keyF)), 0o600)
+	e.env = append([]string{
+		"PAGEFLEET_REDIS_URL=" + e.Redis.URL(0),
+		"PAGEFLEET_TENANTS_FILE=" + tenants,
+		"PAGEFLEET_ALLOW_PRIVATE_NETWORKS=true",
+		"PAGEFLEET_WORKER_CONCURRENCY=" + strconv.Itoa(opts.Concurrency),
+		"PAGEFLEET_LOG_FORMAT=json",
+		"PAGEFLEET_SHUTDOWN_TIMEOUT=10s",
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+	}, opts.Env...)
+	e.StartAPI()
+	for i := 0; i < opts.Workers; i++ {
+		e.StartWorker()
+	}
+	t.Cleanup(e.stopAll)
+	return e
+}
+
+func (e *Env) start(name, bin string, extra ...string) *proc {
+	e.t.Helper()
+	addr := freeAddr(e.t)
+	p := &proc{name: name, addr: addr, log: &bytes.Buffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, bin))
+	env := append([]string{}, e.env...)
+	if bin == "api" {
+		env = append(env, "PAGEFLEET_API_ADDR="+addr)
+	} else {
+		// Each worker gets its own TMPDIR, so the Chrome profiles it makes
+		// (and any process left behind) can be found by path.
+		p.tmp = filepath.Join(e.dir, name+"-tmp")
+		os.MkdirAll(p.tmp, 0o755)
+		env = append(env, "PAGEFLEET_WORKER_ADDR="+addr, "TMPDIR="+p.tmp)
+	}
+	p.cmd.Env = append(env, extra...)
+	w := &lockedWriter{b: p.log}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	e.waitReady(p)
+	return p
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (e *Env) waitReady(p *proc) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			e.t.Fatalf("%s exited at start:\n%s", p.name, p.logText())
+		default:
+		}
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("%s not ready within 30s:\n%s", p.name, p.logText())
+}
+
+func (p *proc) logText() string {
+	if w, ok := p.cmd.Stdout.(*lockedWriter); ok {
+		return w.String()
+	}
+	return ""
+}
+
+// StartAPI starts (or restarts) the API process.
+func (e *Env) StartAPI() {
+	e.api = e.start("api", "api")
+	e.APIURL = "http://" + e.api.addr
+}
+
+// StartWorker starts one more worker and returns its index.
+func (e *Env) StartWorker(extra ...string) int {
+	p := e.start(fmt.Sprintf("worker%d", len(e.workers)), "worker", extra...)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.workers = append(e.workers, p)
+	return len(e.workers) - 1
+}
+
+// WorkerPID is the process id of worker i.
+func (e *Env) WorkerPID(i int) int { return e.workers[i].cmd.Process.Pid }
+
+// WorkerMetricsURL is worker i's metrics address.
+func (e *Env) WorkerAddr(i int) string { return e.workers[i].addr }
+
+// StopAPI stops the API with SIGTERM.
+func (e *Env) StopAPI() { stopProc(e.t, e.api, syscall.SIGTERM) }
+
+// KillAPI kills the API with SIGKILL.
+func (e *Env) KillAPI() { stopProc(e.t, e.api, syscall.SIGKILL) }
+
+// StopWorker stops worker i with sig and waits for it.
+func (e *Env) StopWorker(i int, sig syscall.Signal) { stopProc(e.t, e.workers[i], sig) }
+
+// WorkerLog returns worker i's log.
+func (e *Env) WorkerLog(i int) string { return e.workers[i].logText() }
+
+func stopProc(t testing.TB, p *proc, sig syscall.Signal) {
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Errorf("%s did not exit within 40s of %v", p.name, sig)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	if sig == syscall.SIGKILL {
+		// A SIGKILLed worker cannot clean up; Pdeathsig takes its Chrome
+		// down. Reap the whole group so nothing is left for later tests.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+func (e *Env) stopAll() {
+	for _, w := range e.workers {
+		stopProc(e.t, w, syscall.SIGTERM)
+	}
+	stopProc(e.t, e.api, syscall.SIGTERM)
+	if e.t.Failed() {
+		for _, w := range e.workers {
+			e.t.Logf("%s log (tail):\n%s", w.name, tail(w.logText(), 4000))
+		}
+		if e.api != nil {
+			e.t.Logf("api log (tail):\n%s", tail(e.api.logText(), 3000))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// Do sends a request with key and decodes the JSON answer into out (if non-nil).
+func (e *Env) Do(method, path, key string, body any, out any, hdr ...string) *http.Response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, e.APIURL+path, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: decode %q: %v", method, path, data, err)
+		}
+	}
+	return resp
+}
+
+// Submit posts a job and returns its id (fails the test on a non-202).
+func (e *Env) Submit(key, kind string, req any) string {
+	e.t.Helper()
+	var acc struct {
+		ID string `json:"id"`
+	}
+	resp := e.Do("POST", "/v1/"+kind, key, req, &acc)
+	if resp.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(resp.Body)
+		e.t.Fatalf("submit %s: %d %s", kind, resp.StatusCode, b)
+	}
+	return acc.ID
+}
+
+// Wait polls the job until it ends (or timeout) and returns it.
+func (e *Env) Wait(key, id string, timeout time.Duration) spec.Job {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var j spec.Job
+		resp := e.Do("GET", "/v1/jobs/"+id+"?wait=20s", key, nil, &j)
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			e.t.Fatalf("get job %s: %d %s", id, resp.StatusCode, b)
+		}
+		if spec.Terminal(j.Status) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %s still %s after %s", id, j.Status, timeout)
+		}
+	}
+}
+
+// Run submits and waits.
+func (e *Env) Run(key, kind string, req any) spec.Job {
+	e.t.Helper()
+	return e.Wait(key, e.Submit(key, kind, req), 90*time.Second)
+}
+
+func sha(s string) []byte {
+	h := sha256Sum([]byte(s))
+	return h[:]
+}
+
+// chromiumUnder lists running chromium processes whose command line names
+// dir (a worker's TMPDIR, where its Chrome profiles live).
+func chromiumUnder(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		n, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
+		if strings.Contains(string(cl), "chrom") && strings.Contains(string(cl), dir) {
+			if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n)); strings.Contains(string(st), ") Z ") {
+				continue // a zombie is not running (its parent reaps it)
+			}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// WorkerChromium lists chromium processes of worker i still running.
+func (e *Env) WorkerChromium(i int) []int { return chromiumUnder(e.workers[i].tmp) }
+
+// waitCtx is a context for a test step.
+func waitCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

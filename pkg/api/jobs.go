@@ -1,0 +1,359 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/jobstore"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+	"github.com/pagefleet/pagefleet/pkg/tenant"
+)
+
+const maxWait = 60 * time.Second
+
+// accepted is the 202 answer to a submit.
+type accepted struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func idemKey(tenantID, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return "pf:t:" + tenantID + ":idem:" + hex.EncodeToString(h[:16])
+}
+
+// parseWait reads ?wait= (a Go duration or seconds), capped at 60 s.
+func parseWait(c echo.Context) (time.Duration, error) {
+	v := c.QueryParam("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, err2 := strconv.ParseFloat(v, 64)
+		if err2 != nil || n < 0 {
+			return 0, invalid([]spec.FieldError{{Field: "wait", Message: "must be a duration such as 30s (at most 60s)"}})
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, invalid([]spec.FieldError{{Field: "wait", Message: "must not be negative"}})
+	}
+	return min(d, maxWait), nil
+}
+
+func (s *Server) submit(kind string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		t := tenantOf(c)
+		ctx := c.Request().Context()
+		wait, err := parseWait(c)
+		if err != nil {
+			return err
+		}
+		var req spec.Request
+		if err := decodeJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+			return err
+		}
+		if errs := req.Validate(kind, ""); len(errs) > 0 {
+			return invalid(errs)
+		}
+		if p := s.checkFeatures(t, &req); p != nil {
+			return p
+		}
+		req.Normalize(kind)
+
+		idem := c.Request().Header.Get("Idempotency-Key")
+		if len(idem) > 255 {
+			return invalid([]spec.FieldError{{Field: "Idempotency-Key", Message: "must be at most 255 characters"}})
+		}
+		id := jobstore.NewID("job")
+		if idem != "" {
+			prev, err := s.claimIdempotency(ctx, t.ID, idem, id)
+			if err != nil {
+				return err
+			}
+			if prev != "" {
+				return s.answerExisting(c, t, prev, wait)
+			}
+		}
+		if err := s.gate(ctx, t, 1); err != nil {
+			if idem != "" {
+				s.rdb.Del(context.WithoutCancel(ctx), idemKey(t.ID, idem))
+			}
+			return err
+		}
+		now := time.Now().UTC()
+		p := &jobs.RunPayload{JobID: id, Tenant: t.ID, Kind: kind, AcceptedAt: now, Request: req}
+		if err := s.enqueue(ctx, p); err != nil {
+			s.jobs.Release(context.WithoutCancel(ctx), t.ID, 1)
+			if idem != "" {
+				s.rdb.Del(context.WithoutCancel(ctx), idemKey(t.ID, idem))
+			}
+			return err
+		}
+		s.jobsIn.WithLabelValues(kind).Inc()
+		s.log.Info("job accepted", "job", id, "tenant", t.ID, "kind", kind)
+		c.Response().Header().Set("Location", "/v1/jobs/"+id)
+		if wait > 0 {
+			return s.waitAndAnswer(c, t, id, wait)
+		}
+		return c.JSON(http.StatusAccepted, accepted{ID: id, Kind: kind, Status: spec.StatusQueued, CreatedAt: now})
+	}
+}
+
+// enqueue writes the job record (and the session line entry) in one round
+// trip, then enqueues the task. A failure undoes the record.
+func (s *Server) enqueue(ctx context.Context, p *jobs.RunPayload) error {
+	task, err := jobs.NewRunTask(p)
+	if err != nil {
+		return err
+	}
+	rec := jobstore.Record{ID: p.JobID, Tenant: p.Tenant, Kind: p.Kind, URL: p.Request.URL, CreatedAt: p.AcceptedAt, Webhook: p.Request.Webhook, Counted: true}
+	sid := ""
+	if p.Request.Session != nil {
+		sid = p.Request.Session.ID
+		rec.SessionID = sid
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		s.jobs.Create(ctx, pipe, rec)
+		if sid != "" {
+			return s.sessions.Append(ctx, pipe, p.Tenant, sid, p.JobID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := s.queue.EnqueueContext(ctx, task); err != nil {
+		bg := context.WithoutCancel(ctx)
+		if sid != "" {
+			_, _ = s.sessions.Remove(bg, p.Tenant, sid, p.JobID)
+		}
+		_ = s.jobs.Delete(bg, p.Tenant, p.JobID)
+		return err
+	}
+	return nil
+}
+
+// claimIdempotency records key → id for 24 h; when the key was used before,
+// it returns the earlier job id.
+func (s *Server) claimIdempotency(ctx context.Context, tenantID, key, id string) (string, error) {
+	k := idemKey(tenantID, key)
+	ok, err := s.rdb.SetNX(ctx, k, id, 24*time.Hour).Result()
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return "", nil
+	}
+	prev, err := s.rdb.Get(ctx, k).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return prev, err
+}
+
+// answerExisting answers a repeated Idempotency-Key with the earlier object.
+func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, id string, wait time.Duration) error {
+	ctx := c.Request().Context()
+	var in *jobstore.Info
+	var err error
+	for i := 0; i < 50; i++ { // the first request may still be writing it
+		in, err = s.jobs.Get(ctx, t.ID, id, false)
+		if err == nil || !errors.Is(err, jobstore.ErrNotFound) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		if errors.Is(err, jobstore.ErrNotFound) {
+			return problem(http.StatusConflict, "idempotency_conflict", "a request with this Idempotency-Key is still being processed")
+		}
+		return err
+	}
+	c.Response().Header().Set("Location", "/v1/jobs/"+id)
+	c.Response().Header().Set("Idempotent-Replayed", "true")
+	if wait > 0 {
+		return s.waitAndAnswer(c, t, id, wait)
+	}
+	j := in.Job
+	return c.JSON(http.StatusAccepted, accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt})
+}
+
+// waitAndAnswer holds the answer until the job ends or wait runs out.
+func (s *Server) waitAndAnswer(c echo.Context, t *tenant.Tenant, id string, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), wait)
+	defer cancel()
+	done, stop := s.notifier.Watch(id)
+	defer stop()
+	for {
+		in, err := s.jobs.Get(c.Request().Context(), t.ID, id, true)
+		if err != nil {
+			if errors.Is(err, jobstore.ErrNotFound) {
+				return notFound("job")
+			}
+			return err
+		}
+		if spec.Terminal(in.Job.Status) {
+			return c.JSON(http.StatusOK, in.Job)
+		}
+		select {
+		case <-done:
+			done, stop = s.notifier.Watch(id)
+			defer stop()
+		case <-time.After(2 * time.Second): // a safety net should a notification be lost
+		case <-ctx.Done():
+			in, err := s.jobs.Get(c.Request().Context(), t.ID, id, true)
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, in.Job)
+		}
+	}
+}
+
+func (s *Server) getJob(c echo.Context) error {
+	t := tenantOf(c)
+	wait, err := parseWait(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !validID(id, "job_") {
+		return notFound("job")
+	}
+	if wait > 0 {
+		return s.waitAndAnswer(c, t, id, wait)
+	}
+	in, err := s.jobs.Get(c.Request().Context(), t.ID, id, true)
+	if err != nil {
+		if errors.Is(err, jobstore.ErrNotFound) {
+			return notFound("job")
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, in.Job)
+}
+
+func validID(id, prefix string) bool {
+	if !strings.HasPrefix(id, prefix) || len(id) > 64 {
+		return false
+	}
+	for _, r := range id[len(prefix):] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// page reads ?limit= and ?cursor=.
+func page(c echo.Context) (string, int, error) {
+	limit := 50
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, invalid([]spec.FieldError{{Field: "limit", Message: "must be a whole number from 1 to 1000"}})
+		}
+		limit = n
+	}
+	cur := c.QueryParam("cursor")
+	if len(cur) > 200 {
+		return "", 0, invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
+	}
+	return cur, limit, nil
+}
+
+type list[T any] struct {
+	Data       []T    `json:"data"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func (s *Server) listJobs(c echo.Context) error {
+	t := tenantOf(c)
+	cur, limit, err := page(c)
+	if err != nil {
+		return err
+	}
+	st := c.QueryParam("status")
+	switch st {
+	case "", spec.StatusQueued, spec.StatusRunning, spec.StatusSucceeded, spec.StatusFailed, spec.StatusCancelled:
+	default:
+		return invalid([]spec.FieldError{{Field: "status", Message: "must be one of queued, running, succeeded, failed, cancelled"}})
+	}
+	if cur != "" {
+		if _, err := strconv.ParseInt(cur, 10, 64); err != nil {
+			return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
+		}
+	}
+	out, next, err := s.jobs.List(c.Request().Context(), t.ID, st, cur, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, list[spec.Job]{Data: out, NextCursor: next})
+}
+
+func (s *Server) cancelJob(c echo.Context) error {
+	t := tenantOf(c)
+	id := c.Param("id")
+	if !validID(id, "job_") {
+		return notFound("job")
+	}
+	ctx := c.Request().Context()
+	_, err := s.jobs.Cancel(ctx, t.ID, id)
+	switch {
+	case errors.Is(err, jobstore.ErrNotFound):
+		return notFound("job")
+	case errors.Is(err, jobstore.ErrConflict):
+		return problem(http.StatusConflict, "job_ended", "the job already ended")
+	case err != nil:
+		return err
+	}
+	in, err := s.jobs.Get(ctx, t.ID, id, true)
+	if err != nil {
+		return err
+	}
+	// The session line must not wait for a cancelled job.
+	if in.SessionID != "" {
+		if next, err := s.sessions.Remove(ctx, t.ID, in.SessionID, id); err == nil && next != "" {
+			s.wake(next)
+		}
+	}
+	s.log.Info("job cancelled", "job", id, "tenant", t.ID)
+	return c.JSON(http.StatusOK, in.Job)
+}
+
+// wake moves a waiting session task to pending so it runs at once.
+func (s *Server) wake(jobID string) {
+	insp := asynqInspector(s)
+	for _, q := range []string{jobs.QueueInteractive, jobs.QueueBulk} {
+		if err := insp.RunTask(q, jobID); err == nil {
+			return
+		}
+	}
+}
+
+// gate applies the tenant's request rate and queued-job limits to n new jobs.
+func (s *Server) gate(ctx context.Context, t *tenant.Tenant, n int) error {
+	err := s.jobs.Gate(ctx, t.ID, int(t.Limits.RequestsPerSecond), t.Limits.QueuedJobs, n)
+	switch {
+	case errors.Is(err, jobstore.ErrRateLimited):
+		return tooMany(fmt.Sprintf("over %g requests per second for this tenant", t.Limits.RequestsPerSecond), time.Second)
+	case errors.Is(err, jobstore.ErrQueueFull):
+		return tooMany(fmt.Sprintf("the tenant has %d jobs that have not ended, its limit", t.Limits.QueuedJobs), 5*time.Second)
+	}
+	return err
+}

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string            `json:"type"`
+	Title  string            `json:"title"`
+	Status int               `json:"status"`
+	Detail string            `json:"detail,omitempty"`
+	Code   string            `json:"code"`
+	Errors []spec.FieldError `json:"errors,omitempty"`
+
+	retryAfter time.Duration
+}
+
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
+func problem(status int, code, detail string, errs ...spec.FieldError) *Problem {
+	return &Problem{Type: "https://pagefleet.dev/problems/" + strings.ReplaceAll(code, "_", "-"),
+		Title: http.StatusText(status), Status: status, Detail: detail, Code: code, Errors: errs}
+}
+
+func invalid(errs []spec.FieldError) *Problem {
+	names := make([]string, 0, len(errs))
+	for _, e := range errs {
+		names = append(names, e.Field)
+	}
+	return problem(http.StatusUnprocessableEntity, "validation_failed", "invalid fields: "+strings.Join(names, ", "), errs...)
+}
+
+func notFound(what string) *Problem {
+	return problem(http.StatusNotFound, "not_found", what+" not found")
+}
+
+func unavailable(err error) *Problem {
+	return problem(http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry shortly")
+}
+
+func tooMany(detail string, after time.Duration) *Problem {
+	p := problem(http.StatusTooManyRequests, "rate_limited", detail)
+	p.retryAfter = after
+	return p
+}
+
+// writeProblem writes p as application/problem+json.
+func writeProblem(c echo.Context, p *Problem) error {
+	if p.retryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
+	}
+	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().WriteHeader(p.Status)
+	return json.NewEncoder(c.Response()).Encode(p)
+}
+
+// errorHandler turns every error into problem+json.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var p *Problem
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+	case errors.As(err, &he):
+		code := strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_")
+		msg := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+		if he.Code == http.StatusRequestEntityTooLarge {
+			code = "body_too_large"
+		}
+		p = problem(he.Code, code, msg)
+	default:
+		if isStoreDown(err) {
+			p = unavailable(err)
+		} else {
+			s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+			p = problem(http.StatusInternalServerError, "internal_error", "internal error")
+		}
+	}
+	_ = writeProblem(c, p)
+}
+
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly.
+func decodeJSON(c echo.Context, limit int64, v any) error {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err, limit)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonProblem(err, limit)
+		}
+		return problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+func jsonProblem(err error, limit int64) *Problem {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return problem(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
+	case errors.Is(err, io.EOF):
+		return problem(http.StatusBadRequest, "malformed_json", "the body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return problem(http.StatusBadRequest, "malformed_json", "the JSON body ends too early")
+	case errors.As(err, &se):
+		return problem(http.StatusBadRequest, "malformed_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return problem(http.StatusBadRequest, "malformed_json", "the body must be a JSON object")
+		}
+		return invalid([]spec.FieldError{{Field: field, Message: "must be " + jsonKind(te.Type.Kind().String()) + ", not " + te.Value}})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return invalid([]spec.FieldError{{Field: f, Message: "is not a known field"}})
+	}
+	return problem(http.StatusBadRequest, "malformed_json", err.Error())
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "float64", "uint", "int32":
+		return "a number"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return "of another type"
+}

@@ -1,0 +1,72 @@
+package browser
+
+import (
+	"encoding/json"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+	"github.com/pagefleet/pagefleet/pkg/state"
+)
+
+// Identity is the browser identity a job runs with. Empty fields keep
+// Chrome's defaults.
+type Identity struct {
+	UserAgent      string
+	Locale         string // such as "de-DE": Intl, navigator.language
+	Timezone       string // IANA name, such as "Europe/Berlin"
+	AcceptLanguage string // Accept-Language header; default derived from Locale
+	Width, Height  int    // viewport in CSS pixels
+	Headers        map[string]string
+}
+
+// Request is one job for the browser.
+type Request struct {
+	URL string
+	// WaitUntil is "load" (default), "domcontentloaded" or "networkidle" (no
+	// network activity for 500 ms).
+	WaitUntil string
+	// Actions run after the navigation, in order.
+	Actions []spec.Action
+	// Screenshot asks for a full-page PNG of the final page.
+	Screenshot bool
+	// State is restored before the page navigates (nil: a clean context).
+	State *state.State
+	// CaptureState asks for the state after the job in Result.State.
+	CaptureState bool
+	// Identity is applied before the navigation (nil: Chrome's defaults).
+	Identity *Identity
+	// BlockResources makes requests for images, media and fonts fail at once.
+	BlockResources bool
+}
+
+// Action statuses.
+const (
+	StatusOK     = "ok"
+	StatusFailed = "failed"
+)
+
+// ActionResult is the outcome of one action.
+type ActionResult struct {
+	Index      int             `json:"index"`
+	Type       string          `json:"type"`
+	Status     string          `json:"status"` // "ok" or "failed"
+	DurationMs int64           `json:"duration_ms"`
+	Result     json.RawMessage `json:"result,omitempty"`     // evaluate's value
+	Screenshot []byte          `json:"screenshot,omitempty"` // screenshot's PNG
+	Error      string          `json:"error,omitempty"`
+}
+
+// Result is what a job produced.
+type Result struct {
+	FinalURL   string
+	StatusCode int               // of the main document response
+	Headers    map[string]string // of the main document response, lower-case names
+	// HTML is the final DOM with its doctype.
+	HTML string
+	// Screenshot is a full-page PNG when Request.Screenshot.
+	Screenshot []byte
+	// Actions has one entry per action run, the failed one included.
+	Actions []ActionResult
+	// State is the session state after the job when Request.CaptureState
+	// (also when an action failed).
+	State *state.State
+}

@@ -1,0 +1,516 @@
+// Package jobstore keeps job records and results in Redis: one hash per job
+// with a retention TTL, a per-tenant index for listing, and compare-and-set
+// scripts for every state change so that a cancelled or finished job is never
+// overwritten. Terminal changes are published so that waiting API calls wake
+// at once.
+package jobstore
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Channels used for notifications.
+const (
+	EventsChannel = "pf:events"
+	CancelChannel = "pf:cancel"
+)
+
+// ErrNotFound means no such job for that tenant (or it expired).
+var ErrNotFound = errors.New("job not found")
+
+// ErrConflict means the job already ended.
+var ErrConflict = errors.New("job already ended")
+
+// Store reads and writes job records.
+type Store struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// New returns a store whose records live for ttl.
+func New(rdb redis.UniversalClient, ttl time.Duration) *Store {
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	return &Store{rdb: rdb, ttl: ttl}
+}
+
+// TTL is the retention of records.
+func (s *Store) TTL() time.Duration { return s.ttl }
+
+// Key is the Redis key of a job record.
+func Key(id string) string { return "pf:job:" + id }
+
+func indexKey(tenant string) string { return "pf:t:" + tenant + ":jobs" }
+
+var idEnc = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewID returns a new time-ordered job id with the given prefix ("job").
+func NewID(prefix string) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	_, _ = rand.Read(b[8:])
+	return prefix + "_" + idEnc.EncodeToString(b[:])
+}
+
+// Record is what Create writes.
+type Record struct {
+	ID        string
+	Tenant    string
+	Kind      string
+	URL       string
+	CreatedAt time.Time
+	SessionID string
+	BatchID   string
+	Webhook   *spec.Webhook
+	// Counted marks a job that holds a place in the tenant's active-job
+	// count (see Gate); finishing or cancelling it gives the place back.
+	Counted bool
+}
+
+// Create writes a new queued record into pipe (the caller executes it, with
+// other writes such as the session line, in one round trip).
+func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
+	fields := []any{"tenant", r.Tenant, "kind", r.Kind, "status", spec.StatusQueued,
+		"created_at", r.CreatedAt.UTC().Format(time.RFC3339Nano), "url", r.URL, "attempts", 0}
+	if r.SessionID != "" {
+		fields = append(fields, "session_id", r.SessionID)
+	}
+	if r.BatchID != "" {
+		fields = append(fields, "batch_id", r.BatchID)
+	}
+	if r.Counted {
+		fields = append(fields, "counted", 1)
+	}
+	if r.Webhook != nil {
+		b, _ := json.Marshal(r.Webhook)
+		fields = append(fields, "webhook", b)
+	}
+	pipe.HSet(ctx, Key(r.ID), fields...)
+	pipe.PExpire(ctx, Key(r.ID), s.ttl)
+	if r.BatchID == "" {
+		pipe.ZAdd(ctx, indexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro()), Member: r.ID})
+		pipe.ZRemRangeByScore(ctx, indexKey(r.Tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
+		pipe.PExpire(ctx, indexKey(r.Tenant), s.ttl)
+	}
+}
+
+// ActiveKey counts the tenant's jobs that have not ended.
+func ActiveKey(tenant string) string { return "pf:t:" + tenant + ":active" }
+
+var gateScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
+if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return -1 end
+local active = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > 0 and active + tonumber(ARGV[3]) > tonumber(ARGV[2]) then return -2 end
+redis.call('INCRBY', KEYS[2], ARGV[3])
+return active + tonumber(ARGV[3])
+`)
+
+// Gate errors.
+var (
+	ErrRateLimited = errors.New("over the tenant's requests per second")
+	ErrQueueFull   = errors.New("over the tenant's queued jobs")
+)
+
+// Gate admits n new jobs for tenant: at most rps requests in the current
+// second and at most maxActive jobs not yet ended. On success the jobs hold
+// places in the active count until Release or their end.
+func (s *Store) Gate(ctx context.Context, tenant string, rps, maxActive, n int) error {
+	sec := strconv.FormatInt(time.Now().Unix(), 10)
+	r, err := gateScript.Run(ctx, s.rdb, []string{"pf:t:" + tenant + ":rps:" + sec, ActiveKey(tenant)}, rps, maxActive, n).Int64()
+	if err != nil {
+		return err
+	}
+	switch r {
+	case -1:
+		return ErrRateLimited
+	case -2:
+		return ErrQueueFull
+	}
+	return nil
+}
+
+// Release gives back n places taken by Gate for jobs that were not created.
+func (s *Store) Release(ctx context.Context, tenant string, n int) {
+	s.rdb.DecrBy(ctx, ActiveKey(tenant), int64(n))
+}
+
+// Delete removes a record (used when enqueueing failed after Create).
+func (s *Store) Delete(ctx context.Context, tenant, id string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, Key(id))
+		p.ZRem(ctx, indexKey(tenant), id)
+		return nil
+	})
+	return err
+}
+
+var startScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[1]) end
+return 'ok'
+`)
+
+// Start marks the job running for attempt n. It returns the status that
+// stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
+// job may run.
+func (s *Store) Start(ctx context.Context, id string, attempt int) (string, error) {
+	res, err := startScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano), attempt).Text()
+	if err != nil {
+		return "", err
+	}
+	if res == "ok" {
+		return "", nil
+	}
+	return res, nil
+}
+
+var requeueScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'running' then redis.call('HSET', KEYS[1], 'status', 'queued') end
+return st
+`)
+
+// Requeue puts a running job back to queued (a retry is coming).
+func (s *Store) Requeue(ctx context.Context, id string) error {
+	return requeueScript.Run(ctx, s.rdb, []string{Key(id)}).Err()
+}
+
+var finishScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+redis.call('PUBLISH', ARGV[6], KEYS[1])
+return 'ok'
+`)
+
+// Outcome is what a finished attempt writes.
+type Outcome struct {
+	Status         string // succeeded or failed
+	Result         *spec.Result
+	Error          *spec.Error
+	SessionUpdated bool
+}
+
+// Finish writes the outcome unless the job already ended (then it returns
+// ErrConflict and the stored outcome stays).
+func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
+	var res []byte
+	if o.Result != nil {
+		b, err := json.Marshal(o.Result)
+		if err != nil {
+			return fmt.Errorf("encode result: %w", err)
+		}
+		res = compress(b)
+	}
+	var eb []byte
+	if o.Error != nil {
+		eb, _ = json.Marshal(o.Error)
+	}
+	upd := "0"
+	if o.SessionUpdated {
+		upd = "1"
+	}
+	r, err := finishScript.Run(ctx, s.rdb, []string{Key(id)}, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
+		res, eb, upd, EventsChannel).Text()
+	if err != nil {
+		return err
+	}
+	if r != "ok" {
+		return ErrConflict
+	}
+	return nil
+}
+
+var cancelScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. ARGV[1] .. ':active') end
+redis.call('PUBLISH', ARGV[4], KEYS[1])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 'ok:' .. st
+`)
+
+// Cancel cancels a queued or running job of tenant. It returns the status the
+// job had, ErrNotFound, or ErrConflict when it already ended.
+func (s *Store) Cancel(ctx context.Context, tenant, id string) (string, error) {
+	eb, _ := json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "cancelled by request"})
+	r, err := cancelScript.Run(ctx, s.rdb, []string{Key(id)}, tenant, time.Now().UTC().Format(time.RFC3339Nano), eb,
+		EventsChannel, CancelChannel, id).Text()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case r == "missing":
+		return "", ErrNotFound
+	case strings.HasPrefix(r, "ok:"):
+		return r[3:], nil
+	}
+	return r, ErrConflict
+}
+
+// Info is a stored record.
+type Info struct {
+	Job       spec.Job
+	Tenant    string
+	SessionID string
+	Webhook   *spec.Webhook
+}
+
+// Get reads a job of tenant (tenant "" skips the check). withResult decodes
+// the result too.
+func (s *Store) Get(ctx context.Context, tenant, id string, withResult bool) (*Info, error) {
+	var m map[string]string
+	var err error
+	if withResult {
+		m, err = s.rdb.HGetAll(ctx, Key(id)).Result()
+	} else {
+		m, err = s.hgetNoResult(ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode(id, tenant, m)
+}
+
+var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook"}
+
+func (s *Store) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
+	vals, err := s.rdb.HMGet(ctx, Key(id), fieldsNoResult...).Result()
+	if err != nil {
+		return nil, err
+	}
+	return toMap(vals), nil
+}
+
+func toMap(vals []any) map[string]string {
+	m := map[string]string{}
+	for i, v := range vals {
+		if sv, ok := v.(string); ok {
+			m[fieldsNoResult[i]] = sv
+		}
+	}
+	return m
+}
+
+// Status returns the job's status, or "" when the record is gone.
+func (s *Store) Status(ctx context.Context, id string) (string, error) {
+	st, err := s.rdb.HGet(ctx, Key(id), "status").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, err
+}
+
+func decode(id, tenant string, m map[string]string) (*Info, error) {
+	if len(m) == 0 || m["status"] == "" || (tenant != "" && m["tenant"] != tenant) {
+		return nil, ErrNotFound
+	}
+	in := &Info{Tenant: m["tenant"], SessionID: m["session_id"]}
+	j := &in.Job
+	j.ID, j.Kind, j.Status, j.URL, j.BatchID = id, m["kind"], m["status"], m["url"], m["batch_id"]
+	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
+	if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
+		j.StartedAt = &t
+	}
+	if t, err := time.Parse(time.RFC3339Nano, m["finished_at"]); err == nil {
+		j.FinishedAt = &t
+	}
+	j.Attempts, _ = strconv.Atoi(m["attempts"])
+	if in.SessionID != "" {
+		j.Session = &spec.SessionInfo{ID: in.SessionID, Updated: m["session_updated"] == "1"}
+	}
+	if e := m["error"]; e != "" {
+		j.Error = &spec.Error{}
+		_ = json.Unmarshal([]byte(e), j.Error)
+	}
+	if r := m["result"]; r != "" {
+		b, err := decompress([]byte(r))
+		if err != nil {
+			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+		}
+		j.Result = &spec.Result{}
+		if err := json.Unmarshal(b, j.Result); err != nil {
+			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+		}
+	}
+	if w := m["webhook"]; w != "" {
+		in.Webhook = &spec.Webhook{}
+		_ = json.Unmarshal([]byte(w), in.Webhook)
+	}
+	return in, nil
+}
+
+// List returns the tenant's jobs newest first, filtered by status ("" =
+// all). cursor is the opaque next_cursor of the previous page.
+func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
+	max := "+inf"
+	if cursor != "" {
+		n, err := strconv.ParseInt(cursor, 10, 64)
+		if err != nil {
+			return nil, "", fmt.Errorf("bad cursor")
+		}
+		max = "(" + strconv.FormatInt(n, 10)
+	}
+	out := []spec.Job{}
+	last := ""
+	more := true
+	for round := 0; round < 20 && len(out) < limit && more; round++ {
+		count := int64(limit * 2)
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: count}).Result()
+		if err != nil {
+			return nil, "", err
+		}
+		more = int64(len(zs)) == count
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(zs))
+		for i, z := range zs {
+			cmds[i] = pipe.HMGet(ctx, Key(z.Member.(string)), fieldsNoResult...)
+		}
+		if len(zs) > 0 {
+			_, _ = pipe.Exec(ctx)
+		}
+		var stale []any
+		for i, z := range zs {
+			last = strconv.FormatInt(int64(z.Score), 10)
+			id := z.Member.(string)
+			in, err := decode(id, tenant, toMap(cmds[i].Val()))
+			if err != nil {
+				stale = append(stale, id)
+				continue
+			}
+			if status == "" || in.Job.Status == status {
+				out = append(out, in.Job)
+			}
+			if len(out) == limit {
+				more = more || i < len(zs)-1
+				break
+			}
+		}
+		if len(stale) > 0 {
+			s.rdb.ZRem(ctx, indexKey(tenant), stale...)
+		}
+		max = "(" + last
+	}
+	if !more {
+		last = ""
+	}
+	return out, last, nil
+}
+
+const compressAbove = 4096
+
+func compress(b []byte) []byte {
+	if len(b) < compressAbove {
+		return append([]byte{'j'}, b...)
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('z')
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+func decompress(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty")
+	}
+	switch b[0] {
+	case 'j':
+		return b[1:], nil
+	case 'z':
+		zr, err := gzip.NewReader(bytes.NewReader(b[1:]))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(zr)
+	}
+	return b, nil
+}
+
+// Notifier wakes waiters when jobs end, from one Redis subscription per
+// process.
+type Notifier struct {
+	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// NewNotifier returns a notifier; call Run to start listening.
+func NewNotifier(rdb redis.UniversalClient) *Notifier {
+	return &Notifier{rdb: rdb, waiters: map[string][]chan struct{}{}}
+}
+
+// Run listens until ctx ends.
+func (n *Notifier) Run(ctx context.Context) {
+	sub := n.rdb.Subscribe(ctx, EventsChannel)
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			id := strings.TrimPrefix(m.Payload, "pf:job:")
+			n.mu.Lock()
+			for _, c := range n.waiters[id] {
+				close(c)
+			}
+			delete(n.waiters, id)
+			n.mu.Unlock()
+		}
+	}
+}
+
+// Watch returns a channel closed when job id ends (or an event for it
+// arrives), and a func to stop watching.
+func (n *Notifier) Watch(id string) (<-chan struct{}, func()) {
+	c := make(chan struct{})
+	n.mu.Lock()
+	n.waiters[id] = append(n.waiters[id], c)
+	n.mu.Unlock()
+	return c, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		ws := n.waiters[id]
+		for i, w := range ws {
+			if w == c {
+				n.waiters[id] = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(n.waiters[id]) == 0 {
+			delete(n.waiters, id)
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package spec
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Job statuses.
+const (
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+)
+
+// Terminal reports whether a status is final.
+func Terminal(status string) bool {
+	return status == StatusSucceeded || status == StatusFailed || status == StatusCancelled
+}
+
+// Job is the job object of GET /v1/jobs/{id}.
+type Job struct {
+	ID         string       `json:"id"`
+	Kind       string       `json:"kind"`
+	Status     string       `json:"status"`
+	CreatedAt  time.Time    `json:"created_at"`
+	StartedAt  *time.Time   `json:"started_at,omitempty"`
+	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+	Attempts   int          `json:"attempts"`
+	URL        string       `json:"url,omitempty"`
+	BatchID    string       `json:"batch_id,omitempty"`
+	Session    *SessionInfo `json:"session,omitempty"`
+	Result     *Result      `json:"result,omitempty"`
+	Error      *Error       `json:"error,omitempty"`
+}
+
+// SessionInfo is the job's "session" field.
+type SessionInfo struct {
+	ID      string `json:"id"`
+	Updated bool   `json:"updated"`
+}
+
+// Result is what a job produced.
+type Result struct {
+	URL        string            `json:"url"`
+	FinalURL   string            `json:"final_url,omitempty"`
+	StatusCode int               `json:"status_code,omitempty"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	HTML       *string           `json:"html,omitempty"`
+	Markdown   *string           `json:"markdown,omitempty"`
+	Text       *string           `json:"text,omitempty"`
+	Links      []string          `json:"links,omitempty"`
+	Screenshot []byte            `json:"screenshot,omitempty"`
+	Metadata   json.RawMessage   `json:"metadata,omitempty"`
+	JSON       json.RawMessage   `json:"json,omitempty"`
+	Usage      json.RawMessage   `json:"usage,omitempty"`
+	Actions    []ActionResult    `json:"actions,omitempty"`
+	Timings    Timings           `json:"timings"`
+}
+
+// ActionResult is one entry of result.actions.
+type ActionResult struct {
+	Index      int             `json:"index"`
+	Type       string          `json:"type"`
+	Status     string          `json:"status"`
+	DurationMs int64           `json:"duration_ms"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Screenshot []byte          `json:"screenshot,omitempty"`
+	Error      string          `json:"error,omitempty"`
+}
+
+// Timings of a job in milliseconds.
+type Timings struct {
+	QueuedMs int64 `json:"queued_ms"`
+	RunMs    int64 `json:"run_ms"`
+}

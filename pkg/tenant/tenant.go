@@ -1,0 +1,188 @@
+// Package tenant loads the tenants file and resolves API keys to tenants.
+// Keys are held only as SHA-256 hashes and compared in constant time.
+package tenant
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Plans.
+const (
+	PlanFree       = "free"
+	PlanPro        = "pro"
+	PlanEnterprise = "enterprise"
+)
+
+// Limits bound what one tenant may do; zero means the plan default.
+type Limits struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second" json:"requests_per_second"`
+	QueuedJobs        int     `yaml:"queued_jobs" json:"queued_jobs"`
+	RunningJobs       int     `yaml:"running_jobs" json:"running_jobs"`
+	BatchSize         int     `yaml:"batch_size" json:"batch_size"`
+	RunningBulkJobs   int     `yaml:"running_bulk_jobs" json:"running_bulk_jobs"`
+}
+
+// PlanLimits are the defaults per plan.
+var PlanLimits = map[string]Limits{
+	PlanFree:       {RequestsPerSecond: 5, QueuedJobs: 1000, RunningJobs: 2, BatchSize: 1000, RunningBulkJobs: 2},
+	PlanPro:        {RequestsPerSecond: 50, QueuedJobs: 100000, RunningJobs: 20, BatchSize: 100000, RunningBulkJobs: 10},
+	PlanEnterprise: {RequestsPerSecond: 2000, QueuedJobs: 1000000, RunningJobs: 200, BatchSize: 100000, RunningBulkJobs: 100},
+}
+
+// Tenant is one customer.
+type Tenant struct {
+	ID            string   `yaml:"id"`
+	Plan          string   `yaml:"plan"`
+	APIKeys       []string `yaml:"api_keys"`
+	WebhookSecret string   `yaml:"webhook_secret"`
+	Limits        Limits   `yaml:"limits"`
+
+	keyHashes [][]byte
+}
+
+// Registry maps API keys to tenants.
+type Registry struct {
+	tenants []*Tenant
+	byID    map[string]*Tenant
+}
+
+type file struct {
+	Tenants []*Tenant `yaml:"tenants"`
+}
+
+// Load builds the registry from a tenants file (may be "") and a dev key
+// (may be ""), which adds tenant "dev" on plan enterprise.
+func Load(path, devKey string) (*Registry, error) {
+	var f file
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE %s: %w", path, err)
+		}
+	}
+	if devKey != "" {
+		f.Tenants = append(f.Tenants, &Tenant{ID: "dev", Plan: PlanEnterprise, APIKeys: []string{devKey}, WebhookSecret: "whsec_" + b64(sha256.Sum256([]byte("dev-webhook:"+devKey)))})
+	}
+	return New(f.Tenants)
+}
+
+func b64(h [32]byte) string { return base64.StdEncoding.EncodeToString(h[:]) }
+
+// New validates tenants and builds the registry.
+func New(ts []*Tenant) (*Registry, error) {
+	r := &Registry{byID: map[string]*Tenant{}}
+	seen := map[string]string{}
+	for i, t := range ts {
+		if t == nil || t.ID == "" {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenants[%d]: id is required", i)
+		}
+		if _, dup := r.byID[t.ID]; dup {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q is listed twice", t.ID)
+		}
+		if t.Plan == "" {
+			t.Plan = PlanFree
+		}
+		def, ok := PlanLimits[t.Plan]
+		if !ok {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: plan %q is not free, pro or enterprise", t.ID, t.Plan)
+		}
+		if t.Limits.RequestsPerSecond == 0 {
+			t.Limits.RequestsPerSecond = def.RequestsPerSecond
+		}
+		if t.Limits.QueuedJobs == 0 {
+			t.Limits.QueuedJobs = def.QueuedJobs
+		}
+		if t.Limits.RunningJobs == 0 {
+			t.Limits.RunningJobs = def.RunningJobs
+		}
+		if t.Limits.BatchSize == 0 {
+			t.Limits.BatchSize = def.BatchSize
+		}
+		if t.Limits.RunningBulkJobs == 0 {
+			t.Limits.RunningBulkJobs = def.RunningBulkJobs
+		}
+		if t.WebhookSecret != "" && !strings.HasPrefix(t.WebhookSecret, "whsec_") {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: webhook_secret must start with whsec_", t.ID)
+		}
+		if len(t.APIKeys) == 0 {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q has no api_keys", t.ID)
+		}
+		for _, k := range t.APIKeys {
+			h, err := keyHash(k)
+			if err != nil {
+				return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: %w", t.ID, err)
+			}
+			if other, dup := seen[string(h)]; dup {
+				return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: duplicate API key in tenants %q and %q", other, t.ID)
+			}
+			seen[string(h)] = t.ID
+			t.keyHashes = append(t.keyHashes, h)
+		}
+		t.APIKeys = nil // hashes only from here on
+		r.tenants = append(r.tenants, t)
+		r.byID[t.ID] = t
+	}
+	return r, nil
+}
+
+func keyHash(k string) ([]byte, error) {
+	if hx, ok := strings.CutPrefix(k, "sha256:"); ok {
+		b, err := hex.DecodeString(hx)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("api key hash %q is not sha256:<64 hex digits>", k[:min(len(k), 16)]+"…")
+		}
+		return b, nil
+	}
+	if len(k) < 8 {
+		return nil, fmt.Errorf("api keys must be at least 8 characters")
+	}
+	h := sha256.Sum256([]byte(k))
+	return h[:], nil
+}
+
+// Authenticate returns the tenant owning key, comparing hashes in constant
+// time against every key.
+func (r *Registry) Authenticate(key string) *Tenant {
+	if key == "" {
+		return nil
+	}
+	h := sha256.Sum256([]byte(key))
+	var found *Tenant
+	for _, t := range r.tenants {
+		for _, kh := range t.keyHashes {
+			if subtle.ConstantTimeCompare(kh, h[:]) == 1 {
+				found = t
+			}
+		}
+	}
+	return found
+}
+
+// Get returns the tenant with id, or nil.
+func (r *Registry) Get(id string) *Tenant { return r.byID[id] }
+
+// Len is the number of tenants.
+func (r *Registry) Len() int { return len(r.tenants) }
+
+// HasPlan reports whether the tenant's plan is one of plans.
+func (t *Tenant) HasPlan(plans ...string) bool {
+	for _, p := range plans {
+		if t.Plan == p {
+			return true
+		}
+	}
+	return false
+}
