@@ -32,6 +32,8 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/fetch"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/session"
+	"github.com/pagefleet/pagefleet/pkg/tenant"
+	"github.com/pagefleet/pagefleet/pkg/webhook"
 	"github.com/pagefleet/pagefleet/pkg/worker"
 )
 
@@ -57,7 +59,7 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	policy := &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}
-	proxy := egress.NewProxy(policy, log)
+	proxy := egress.NewProxyWithOptions(policy, egress.ProxyOptions{Logger: log, Registerer: reg})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := proxy.Start(ctx); err != nil {
@@ -79,17 +81,32 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	tenants, err := tenant.Load(cfg.TenantsFile, cfg.DevAPIKey)
+	if err != nil {
+		return err
+	}
+	queue := asynq.NewClientFromRedisClient(rdb)
+	defer queue.Close()
+	deliverer := webhook.NewDeliverer(webhook.Config{Policy: policy, Schedule: cfg.WebhookSchedule, Tenants: tenants, Redis: rdb,
+		LogTTL: cfg.ResultTTL, Logger: log, Registerer: reg})
+	events := &worker.Events{Client: queue, Schedule: cfg.WebhookSchedule, Logger: log}
 	w := worker.New(worker.Deps{
 		Redis: rdb, Jobs: jobstore.New(rdb, cfg.ResultTTL), Sessions: sessions, Browser: pool,
-		Fetcher: fetch.New(fetch.Config{Policy: policy}),
+		Fetcher: fetch.New(fetch.Config{Policy: policy, Registerer: reg}),
 		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
 		Logger:  log, Registry: reg,
+		Hooks: []worker.FinishHook{events.JobEnded},
 	})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   jobs.QueueWeights,
-		IsFailure:                worker.IsFailure,
-		RetryDelayFunc:           worker.RetryDelay,
+		Concurrency: cfg.Concurrency,
+		Queues:      jobs.QueueWeights,
+		IsFailure:   worker.IsFailure,
+		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if t.Type() == jobs.KindWebhookDeliver {
+				return deliverer.RetryDelay(n, err, t)
+			}
+			return worker.RetryDelay(n, err, t)
+		},
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		TaskCheckInterval:        100 * time.Millisecond,
 		DelayedTaskCheckInterval: time.Second,
@@ -103,6 +120,7 @@ func run() error {
 	})
 	mux := asynq.NewServeMux()
 	w.Register(mux)
+	mux.Handle(jobs.KindWebhookDeliver, deliverer)
 
 	// Metrics and health.
 	hmux := http.NewServeMux()

@@ -18,6 +18,7 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
+	"github.com/pagefleet/pagefleet/pkg/webhook"
 )
 
 const maxWait = 60 * time.Second
@@ -356,4 +357,24 @@ func (s *Server) gate(ctx context.Context, t *tenant.Tenant, n int) error {
 		return tooMany(fmt.Sprintf("the tenant has %d jobs that have not ended, its limit", t.Limits.QueuedJobs), 5*time.Second)
 	}
 	return err
+}
+
+func (s *Server) jobDeliveries(c echo.Context) error {
+	t := tenantOf(c)
+	id := c.Param("id")
+	if !validID(id, "job_") {
+		return notFound("job")
+	}
+	ctx := c.Request().Context()
+	if _, err := s.jobs.Get(ctx, t.ID, id, false); err != nil {
+		if errors.Is(err, jobstore.ErrNotFound) {
+			return notFound("job")
+		}
+		return err
+	}
+	att, err := webhook.Deliveries(ctx, s.rdb, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, list[webhook.Attempt]{Data: att})
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/inspector"
 	"github.com/chromedp/cdproto/network"
@@ -309,13 +308,7 @@ func (j *job) run() (*Result, error) {
 // setup prepares the tab before the navigation: interception, identity,
 // session state.
 func (j *job) setup() error {
-	steps := []func(context.Context) error{
-		func(ctx context.Context) error {
-			// A page in a tab that is not focused gets no focus events.
-			_, err := cdp.Call(ctx, j.t, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
-			return err
-		},
-	}
+	var steps []func(context.Context) error
 	if j.intercepts() {
 		steps = append(steps, j.enableFetch)
 	}
@@ -334,6 +327,9 @@ func (j *job) setup() error {
 
 // parallel runs the steps at once and returns the first error.
 func parallel(ctx context.Context, steps ...func(context.Context) error) error {
+	if len(steps) == 0 {
+		return nil
+	}
 	if len(steps) == 1 {
 		return steps[0](ctx)
 	}

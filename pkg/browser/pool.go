@@ -221,15 +221,20 @@ func (p *Pool) Render(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer p.release(b)
 
+	start := time.Now()
 	t, err := b.takeTab(ctx)
 	if err != nil {
 		return nil, p.tabError(ctx, b, err)
 	}
 	defer b.disposeTab(t)
+	tabWait := time.Since(start)
 
 	j := newJob(p, b, t, ctx, req)
 	defer j.close()
-	return j.run()
+	res, err := j.run()
+	p.log.Debug("job rendered", "url", req.URL, "browser", b.id, "tab_wait", tabWait,
+		"took", time.Since(start), "err", err)
+	return res, err
 }
 
 // checkRequest validates the parts of req that the browser needs and fills

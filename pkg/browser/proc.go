@@ -12,6 +12,10 @@ import (
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/css"
+	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/chromedp"
 )
 
@@ -38,6 +42,8 @@ type browserProc struct {
 	jobs     int  // jobs started in total
 	draining bool // takes no new job
 	closed   bool // out of the pool
+	making   int  // warm tabs being created
+	waiters  int  // jobs waiting for a warm tab being created
 }
 
 // tab is a fresh browser context with one tab in it, used by one job.
@@ -245,7 +251,25 @@ func (b *browserProc) newTab() (*tab, error) {
 	}
 	b.pool.metrics.contexts.Inc()
 	c := chromedp.FromContext(tctx)
-	return &tab{ctx: tctx, cancel: cancel, target: c.Target, bctx: c.BrowserContextID, created: time.Now()}, nil
+	t := &tab{ctx: tctx, cancel: cancel, target: c.Target, bctx: c.BrowserContextID, created: time.Now()}
+	// The jobs find elements with scripts, not with chromedp's DOM mirror:
+	// turn off the domains that mirror the DOM and the style sheets, which
+	// would cost a message for every change of every page. A tab that is
+	// not focused gets no focus events: emulate the focus.
+	err := parallel(tctx,
+		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, dom.Disable, cdp.Empty{}); return err },
+		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, css.Disable, cdp.Empty{}); return err },
+		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, cdplog.Disable, cdp.Empty{}); return err },
+		func(ctx context.Context) error {
+			_, err := cdp.Call(ctx, t.target, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
+			return err
+		},
+	)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return t, nil
 }
 
 // startSpares keeps WarmTabs fresh contexts ready until the browser drains or
@@ -263,7 +287,13 @@ func (b *browserProc) startSpares() {
 			if idle || b.isLost() {
 				return
 			}
+			b.pool.mu.Lock()
+			b.making++
+			b.pool.mu.Unlock()
 			t, err := b.newTab()
+			b.pool.mu.Lock()
+			b.making--
+			b.pool.mu.Unlock()
 			if err != nil {
 				select {
 				case <-b.stop:
@@ -284,7 +314,9 @@ func (b *browserProc) startSpares() {
 	})
 }
 
-// takeTab returns a warm tab, or creates one while honouring ctx.
+// takeTab returns a warm tab, or waits for the one being made when no other
+// job waits for it (it started earlier, so it is ready sooner than a new
+// one), or creates one; all while honouring ctx.
 func (b *browserProc) takeTab(ctx context.Context) (*tab, error) {
 	for {
 		select {
@@ -297,6 +329,31 @@ func (b *browserProc) takeTab(ctx context.Context) (*tab, error) {
 		default:
 		}
 		break
+	}
+	b.pool.mu.Lock()
+	wait := b.making > b.waiters
+	if wait {
+		b.waiters++
+	}
+	b.pool.mu.Unlock()
+	if wait {
+		var t *tab
+		select {
+		case t = <-b.spares:
+		case <-ctx.Done():
+		case <-b.stop:
+		}
+		b.pool.mu.Lock()
+		b.waiters--
+		b.pool.mu.Unlock()
+		switch {
+		case t != nil && t.usable():
+			return t, nil
+		case t != nil:
+			b.pool.bg.Go(t.cancel)
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		}
 	}
 	type made struct {
 		t   *tab

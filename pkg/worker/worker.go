@@ -55,6 +55,8 @@ type Deps struct {
 	LLM      extract.LLMConfig
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Hooks are told about every job that ended (webhooks, batches).
+	Hooks []FinishHook
 }
 
 // Worker runs fetch and interact tasks.
@@ -86,7 +88,7 @@ func New(d Deps) *Worker {
 			[]string{"kind", "outcome"}),
 		runTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "pagefleet_job_run_seconds", Help: "Time one job attempt ran.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"kind", "mode"}),
-		busy: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_session_busy_delays_total", Help: "Task attempts handed back because their session was busy or it was not their turn."}),
+		busy:     f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_session_busy_delays_total", Help: "Task attempts handed back because their session was busy or it was not their turn."}),
 		inflight: f.NewGauge(prometheus.GaugeOpts{Name: "pagefleet_jobs_running", Help: "Jobs running on this worker."}),
 		queueWait: f.NewHistogram(prometheus.HistogramOpts{Name: "pagefleet_job_queue_wait_seconds", Help: "Time from acceptance to the start of the first attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
@@ -190,6 +192,11 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	}
 	if stopped != "" {
 		log.Info("job not run", "status", stopped)
+		if stopped == spec.StatusSucceeded || stopped == spec.StatusFailed {
+			// A redelivery after the outcome was written: make sure its
+			// events went out (they are deduplicated).
+			w.ended(ctx, p)
+		}
 		w.unlock(lease, true)
 		if lease == nil && sid != "" {
 			w.removeFromLine(ctx, p.Tenant, sid, p.JobID)
@@ -237,6 +244,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		log.Info("job cancelled while running")
 		w.unlock(lease, true)
 		w.jobsDone.WithLabelValues(p.Kind, spec.StatusCancelled).Inc()
+		w.ended(ctx, p)
 		return nil
 	case lease != nil && jobCtx.Err() != nil && ctx.Err() == nil && out.err != nil && !out.saved:
 		// The lease was lost: write nothing; a later attempt runs the job.
@@ -274,6 +282,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		log.Info("job succeeded", "status_code", out.result.StatusCode, "ms", time.Since(start).Milliseconds(), "session_updated", out.updated)
 	}
 	w.unlock(lease, true)
+	w.ended(ctx, p)
 	return nil
 }
 
