@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -46,11 +48,16 @@ func run() error {
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Queue depth, latency and totals per asynq queue (asynq_queue_size,
+	// asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, …),
+	// read from Redis at each scrape.
+	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
 	sessions, err := session.New(rdb, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken},
+	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
 		api.Deps{Redis: rdb, Tenants: tenants, Sessions: sessions, Logger: log, Registry: reg})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -2,7 +2,8 @@
 // in pooled headless Chrome.
 //
 // Shutdown order on SIGTERM: stop pulling work and let in-flight jobs finish
-// within PAGEFLEET_SHUTDOWN_TIMEOUT (asynq hands the rest back), stop the
+// within PAGEFLEET_SHUTDOWN_TIMEOUT; then the rest stop and hand their jobs
+// back (worker.Drain) and Chrome stops, and asynq requeues their tasks; stop the
 // Chrome pool (no chromium process outlives the worker), stop the egress
 // proxy and the metrics server, then close Redis.
 package main
@@ -30,6 +31,7 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/egress"
 	"github.com/pagefleet/pagefleet/pkg/extract"
 	"github.com/pagefleet/pagefleet/pkg/fetch"
+	"github.com/pagefleet/pagefleet/pkg/identity"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
@@ -90,12 +92,18 @@ func run() error {
 	deliverer := webhook.NewDeliverer(webhook.Config{Policy: policy, Schedule: cfg.WebhookSchedule, Tenants: tenants, Redis: rdb,
 		LogTTL: cfg.ResultTTL, Logger: log, Registerer: reg})
 	events := &worker.Events{Client: queue, Schedule: cfg.WebhookSchedule, Logger: log}
+	jobStore := jobstore.New(rdb, cfg.ResultTTL)
+	fetcher := fetch.New(fetch.Config{Policy: policy, Registerer: reg})
+	bulk := worker.NewBulk(worker.BulkConfig{Redis: rdb, Jobs: jobStore, Tenants: tenants, Queue: queue, Fetcher: fetcher,
+		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
 	w := worker.New(worker.Deps{
-		Redis: rdb, Jobs: jobstore.New(rdb, cfg.ResultTTL), Sessions: sessions, Browser: pool,
-		Fetcher: fetch.New(fetch.Config{Policy: policy, Registerer: reg}),
+		Redis: rdb, Jobs: jobStore, Sessions: sessions, Browser: pool,
+		Fetcher: fetcher,
 		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
 		Logger:  log, Registry: reg,
-		Hooks: []worker.FinishHook{events.JobEnded},
+		Hooks:        []worker.FinishHook{events.JobEnded, bulk.JobEnded},
+		RunningLimit: worker.TenantRunningLimit(tenants),
+		Identities:   identity.NewStore(rdb, identity.Config{}),
 	})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -107,19 +115,20 @@ func run() error {
 			}
 			return worker.RetryDelay(n, err, t)
 		},
-		ShutdownTimeout:          cfg.ShutdownTimeout,
+		ShutdownTimeout:          cfg.ShutdownTimeout + worker.HandBackTime, // see w.Drain below
 		TaskCheckInterval:        100 * time.Millisecond,
 		DelayedTaskCheckInterval: time.Second,
 		Logger:                   asynqLogger{log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if !errors.Is(err, worker.ErrSessionBusy) {
+			if !errors.Is(err, worker.ErrSessionBusy) && !errors.Is(err, worker.ErrTenantBusy) {
 				log.Debug("task attempt failed", "kind", t.Type(), "err", err)
 			}
 		}),
 	})
 	mux := asynq.NewServeMux()
 	w.Register(mux)
+	bulk.Register(mux) // batch:expand, and the running_bulk_jobs cap on batch jobs
 	mux.Handle(jobs.KindWebhookDeliver, deliverer)
 
 	// Metrics and health.
@@ -149,6 +158,7 @@ func run() error {
 	lctx, lcancel := context.WithCancel(context.Background())
 	defer lcancel()
 	go w.CancelListener(lctx)
+	go bulk.Run(lctx) // puts back the jobs of a dead worker's bulk slots
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("asynq: %w", err)
 	}
@@ -156,7 +166,23 @@ func run() error {
 
 	<-ctx.Done()
 	log.Info("stopping: no new jobs; waiting for running ones", "grace", cfg.ShutdownTimeout)
+	// When the grace period ends, the jobs still running stop and hand
+	// themselves back, and Chrome stops, so that no page of theirs still
+	// loads when asynq requeues their tasks HandBackTime later.
+	drained := make(chan struct{})
+	drain := time.AfterFunc(cfg.ShutdownTimeout, func() {
+		defer close(drained)
+		w.Drain()
+		dctx, cancel := context.WithTimeout(context.Background(), worker.HandBackTime/3)
+		defer cancel()
+		if err := pool.Stop(dctx); err != nil {
+			log.Info("chrome pool stopped under running jobs", "err", err)
+		}
+	})
 	srv.Shutdown()
+	if !drain.Stop() {
+		<-drained
+	}
 	lcancel()
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -48,6 +48,21 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// StartDir starts redis-server with its data in dir, for code that has no
+// testing.TB (a TestMain that serves a package's examples); the caller
+// stops it with Stop.
+func StartDir(dir string) (*Server, error) {
+	s := &Server{Dir: dir, aof: true}
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = s.start(0); err == nil {
+			return s, nil
+		}
+		s.Kill()
+	}
+	return nil, fmt.Errorf("redistest: %w", err)
+}
+
 // URL is the redis:// URL of database db.
 func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr, db) }
 

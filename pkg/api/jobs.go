@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,10 +46,11 @@ func parseWait(c echo.Context) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		n, err2 := strconv.ParseFloat(v, 64)
-		if err2 != nil || n < 0 {
+		if err2 != nil || math.IsNaN(n) || n < 0 {
 			return 0, invalid([]spec.FieldError{{Field: "wait", Message: "must be a duration such as 30s (at most 60s)"}})
 		}
-		d = time.Duration(n * float64(time.Second))
+		// Capped before converting: a huge number of seconds overflows.
+		d = time.Duration(min(n, maxWait.Seconds()) * float64(time.Second))
 	}
 	if d < 0 {
 		return 0, invalid([]spec.FieldError{{Field: "wait", Message: "must not be negative"}})
@@ -73,6 +75,9 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		}
 		if p := s.checkFeatures(t, &req); p != nil {
 			return p
+		}
+		if err := s.checkIdentity(ctx, t, &req, ""); err != nil {
+			return err
 		}
 		req.Normalize(kind)
 

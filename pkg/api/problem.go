@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,22 +100,61 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	_ = writeProblem(c, p)
 }
 
-// decodeJSON reads a JSON body of at most limit bytes into v, strictly.
+// MaxJSONDepth is how deeply arrays and objects may nest in a request body.
+// The deepest legitimate body (selectors nested eight levels in a batch
+// template) stays well below it; a deeper one is refused before decoding.
+const MaxJSONDepth = 32
+
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly: the
+// whole body is read first (413 past limit), its nesting is checked with a
+// cheap scan (400 past MaxJSONDepth), then it is decoded with unknown fields
+// refused.
 func decodeJSON(c echo.Context, limit int64, v any) error {
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
-	dec := json.NewDecoder(r)
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	if err != nil {
+		return jsonProblem(err, limit)
+	}
+	if jsonDepthOver(body, MaxJSONDepth) {
+		return problem(http.StatusBadRequest, "json_too_deep", fmt.Sprintf("the JSON body nests arrays and objects deeper than %d levels", MaxJSONDepth))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err, limit)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return jsonProblem(err, limit)
-		}
 		return problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// jsonDepthOver reports whether arrays and objects in b nest deeper than max.
+// It only counts brackets outside strings; malformed JSON is left to the
+// decoder.
+func jsonDepthOver(b []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > max {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
 }
 
 func jsonProblem(err error, limit int64) *Problem {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/pkg/identity"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
@@ -34,6 +35,12 @@ type Config struct {
 	MaxBatchBytes int64 // batch bodies (default 32 MiB)
 	LLMEnabled    bool
 	AdminToken    string
+	// ReadHeaderTimeout cuts off a client that has not sent its request
+	// headers within it (slowloris); default 10 s.
+	ReadHeaderTimeout time.Duration
+	// WebhookSchedule is the webhook retry schedule of the events the API
+	// enqueues itself (batch.completed of a cancelled batch).
+	WebhookSchedule []time.Duration
 }
 
 // Server is the API process's HTTP server.
@@ -43,6 +50,8 @@ type Server struct {
 	tenants  *tenant.Registry
 	jobs     *jobstore.Store
 	sessions *session.Store
+	idents   *identity.Store
+	bat      *batchAPI
 	queue    *asynq.Client
 	notifier *jobstore.Notifier
 	log      *slog.Logger
@@ -82,6 +91,9 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.ResultTTL == 0 {
 		cfg.ResultTTL = 24 * time.Hour
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
 	reg := d.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -92,6 +104,7 @@ func New(cfg Config, d Deps) *Server {
 		jobs:     jobstore.New(d.Redis, cfg.ResultTTL),
 		queue:    asynq.NewClientFromRedisClient(d.Redis),
 		notifier: jobstore.NewNotifier(d.Redis),
+		idents:   identity.NewStore(d.Redis, identity.Config{}),
 		reqs: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_http_requests_total", Help: "HTTP requests by route, method and status code."},
 			[]string{"route", "method", "code"}),
 		latency: f.NewHistogramVec(prometheus.HistogramOpts{Name: "pagefleet_http_request_duration_seconds", Help: "HTTP request latency.",
@@ -118,6 +131,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
+	s.docRoutes() // /openapi.json and the console page
 	v1 := e.Group("/v1", s.auth)
 	v1.POST("/fetch", s.submit("fetch"))
 	v1.POST("/interact", s.submit("interact"))
@@ -128,6 +142,9 @@ func (s *Server) routes() {
 	v1.GET("/sessions", s.listSessions)
 	v1.GET("/sessions/:id", s.getSession)
 	v1.DELETE("/sessions/:id", s.deleteSession)
+	s.identityRoutes(v1)
+	s.batchRoutes(v1)
+	s.adminRoutes()
 	e.RouteNotFound("/*", func(c echo.Context) error { return notFound("route") })
 }
 
@@ -214,7 +231,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.notifier.Run(runCtx)
 	s.http = &http.Server{
 		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      90 * time.Second,
 		IdleTimeout:       120 * time.Second,

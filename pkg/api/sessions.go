@@ -22,6 +22,11 @@ func asynqInspector(s *Server) *asynq.Inspector {
 // checkFeatures applies plan gating and availability checks that need more
 // than the request itself.
 func (s *Server) checkFeatures(t *tenant.Tenant, req *spec.Request) error {
+	if req.Identity != "" {
+		if err := identityPlanRequired(t); err != nil {
+			return err
+		}
+	}
 	if req.Extract != nil && req.Extract.Mode == "schema" && !s.cfg.LLMEnabled {
 		return problem(http.StatusUnprocessableEntity, "extraction_unavailable",
 			"schema extraction needs a language model: set PAGEFLEET_LLM_BASE_URL and PAGEFLEET_LLM_MODEL",
@@ -66,6 +71,9 @@ func (s *Server) listSessions(c echo.Context) error {
 		return err
 	}
 	out, next, err := s.sessions.List(c.Request().Context(), t.ID, cur, limit)
+	if errors.Is(err, session.ErrInvalidCursor) {
+		return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
+	}
 	if err != nil {
 		return err
 	}

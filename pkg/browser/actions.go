@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -183,6 +184,9 @@ func (j *job) runAction(r *ActionResult, a spec.Action) error {
 		return err
 
 	case spec.ActNavigate:
+		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("invalid URL %q: must be an absolute http or https URL", a.URL)
+		}
 		nctx := j.ctx
 		if a.TimeoutMs > 0 {
 			nctx = ctx

@@ -1,6 +1,23 @@
 package browser
 
-import "time"
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+func init() {
+	// A job whose URL asks for it crashes its renderer after the navigation.
+	testHookAfterNavigate = func(ctx context.Context, t *chromedp.Target, url string) {
+		if strings.Contains(url, "crash-renderer") {
+			go cdp.Call(ctx, t, page.Crash, cdp.Empty{})
+		}
+	}
+}
 
 // LeftoverProcesses returns the pids of processes that still use the user
 // data directory of a browser the pool started.

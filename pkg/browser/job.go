@@ -21,6 +21,10 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
+// testHookAfterNavigate, when set by a test, runs after the first navigation
+// of every job.
+var testHookAfterNavigate func(ctx context.Context, t *chromedp.Target, url string)
+
 // httpErrorText is the error Page.navigate reports for an HTTP error status
 // with an empty body: Chrome shows its own error page, but the target did
 // answer, so it is no navigation error.
@@ -115,7 +119,8 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 				if err != nil {
 					return
 				}
-				j.onRequestPaused(&ev)
+				// Answer the requests of a page at once, not one by one.
+				j.wg.Go(func() { j.onRequestPaused(&ev) })
 			}
 		})
 	}
@@ -274,6 +279,9 @@ func (j *job) run() (*Result, error) {
 	}
 	if err := j.navigate(j.ctx, j.req.URL); err != nil {
 		return nil, j.navError(err, j.req.URL)
+	}
+	if testHookAfterNavigate != nil {
+		testHookAfterNavigate(j.ctx, j.t, j.req.URL)
 	}
 
 	res := &Result{}

@@ -237,8 +237,7 @@ func (p *Pool) Render(ctx context.Context, req Request) (*Result, error) {
 	return res, err
 }
 
-// checkRequest validates the parts of req that the browser needs and fills
-// defaults.
+// checkRequest validates the parts of req that the browser needs.
 func checkRequest(req *Request) error {
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -323,6 +322,7 @@ func (p *Pool) release(b *browserProc) {
 	}
 	p.broadcastLocked()
 	p.mu.Unlock()
+	b.jobEnded()
 	if retire {
 		p.metrics.restarts.WithLabelValues("recycled").Inc()
 		p.bg.Go(b.shutdown)

@@ -35,7 +35,8 @@ type browserProc struct {
 
 	stop     chan struct{} // closed by shutdown
 	stopOnce sync.Once
-	spares   chan *tab // warm, unused contexts with their tab
+	spares   chan *tab     // warm, unused contexts with their tab
+	refill   chan struct{} // a job ended: time to make a warm tab
 
 	// Guarded by pool.mu.
 	active   int  // jobs running
@@ -159,7 +160,8 @@ func (p *Pool) launch(ctx context.Context) (*browserProc, error) {
 		pool: p, id: id, dir: dir,
 		allocCancel: allocCancel, ctx: bctx, cancel: bcancel,
 		stop:   make(chan struct{}),
-		spares: make(chan *tab, max(p.cfg.WarmTabs-1, 0)),
+		spares: make(chan *tab, p.cfg.WarmTabs),
+		refill: make(chan struct{}, 1),
 	}
 
 	start := time.Now()
@@ -202,6 +204,9 @@ func (b *browserProc) shutdown() {
 		if b.pid > 0 {
 			killGroup(b.pid)
 		}
+		// The crash handler leaves the group but holds Chrome's output pipe,
+		// which chromedp waits for.
+		processesUsing(b.dir, true)
 		// The kill makes chromedp see the lost connection; the cancels free
 		// its goroutines.
 		b.cancel()
@@ -257,9 +262,18 @@ func (b *browserProc) newTab() (*tab, error) {
 	// would cost a message for every change of every page. A tab that is
 	// not focused gets no focus events: emulate the focus.
 	err := parallel(tctx,
-		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, dom.Disable, cdp.Empty{}); return err },
-		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, css.Disable, cdp.Empty{}); return err },
-		func(ctx context.Context) error { _, err := cdp.Call(ctx, t.target, cdplog.Disable, cdp.Empty{}); return err },
+		func(ctx context.Context) error {
+			_, err := cdp.Call(ctx, t.target, dom.Disable, cdp.Empty{})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := cdp.Call(ctx, t.target, css.Disable, cdp.Empty{})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := cdp.Call(ctx, t.target, cdplog.Disable, cdp.Empty{})
+			return err
+		},
 		func(ctx context.Context) error {
 			_, err := cdp.Call(ctx, t.target, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
 			return err
@@ -273,26 +287,45 @@ func (b *browserProc) newTab() (*tab, error) {
 }
 
 // startSpares keeps WarmTabs fresh contexts ready until the browser drains or
-// stops.
+// stops. It makes them while no job runs on the browser, or right after a job
+// ended, so that making one does not slow down the job that took the last.
 func (b *browserProc) startSpares() {
-	if b.pool.cfg.WarmTabs == 0 {
+	warm := b.pool.cfg.WarmTabs
+	if warm == 0 {
 		return
 	}
 	b.pool.bg.Go(func() {
 		delay := 100 * time.Millisecond
+		triggered := true // the first fill
 		for {
 			b.pool.mu.Lock()
-			idle := b.draining || b.closed
+			over := b.draining || b.closed
+			room := len(b.spares) < warm
+			calm := b.active == 0
+			if !over && room && (calm || triggered) {
+				b.making++
+			}
 			b.pool.mu.Unlock()
-			if idle || b.isLost() {
+			if over || b.isLost() {
 				return
 			}
-			b.pool.mu.Lock()
-			b.making++
-			b.pool.mu.Unlock()
+			if !room || !(calm || triggered) {
+				select {
+				case <-b.refill:
+					triggered = true
+				case <-b.stop:
+					return
+				}
+				continue
+			}
+			triggered = false
 			t, err := b.newTab()
+			if err == nil {
+				b.spares <- t // only this goroutine adds: there is room
+			}
 			b.pool.mu.Lock()
 			b.making--
+			b.pool.broadcastLocked() // wake the jobs that wait for this tab
 			b.pool.mu.Unlock()
 			if err != nil {
 				select {
@@ -301,17 +334,20 @@ func (b *browserProc) startSpares() {
 				case <-time.After(delay):
 				}
 				delay = min(2*delay, 5*time.Second)
+				triggered = true
 				continue
 			}
 			delay = 100 * time.Millisecond
-			select {
-			case b.spares <- t:
-			case <-b.stop:
-				t.cancel()
-				return
-			}
 		}
 	})
+}
+
+// jobEnded tells the warm-tab maker that a job ended.
+func (b *browserProc) jobEnded() {
+	select {
+	case b.refill <- struct{}{}:
+	default:
+	}
 }
 
 // takeTab returns a warm tab, or waits for the one being made when no other
@@ -328,18 +364,20 @@ func (b *browserProc) takeTab(ctx context.Context) (*tab, error) {
 			continue
 		default:
 		}
-		break
-	}
-	b.pool.mu.Lock()
-	wait := b.making > b.waiters
-	if wait {
-		b.waiters++
-	}
-	b.pool.mu.Unlock()
-	if wait {
+		b.pool.mu.Lock()
+		wait := b.making > b.waiters && !b.closed
+		changed := b.pool.changed
+		if wait {
+			b.waiters++
+		}
+		b.pool.mu.Unlock()
+		if !wait {
+			break
+		}
 		var t *tab
 		select {
 		case t = <-b.spares:
+		case <-changed: // the maker may have failed: look again
 		case <-ctx.Done():
 		case <-b.stop:
 		}

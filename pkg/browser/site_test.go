@@ -31,12 +31,12 @@ var pages = map[string]string{
 
 	"/tall": `<!doctype html><html><body style="margin:0"><div style="height:3000px;background:linear-gradient(red,blue)">tall</div></body></html>`,
 
-	"/wait/dcl": `<!doctype html><html><body><p>dcl</p><img src="/slowimg?ms=800">
+	"/wait/dcl": `<!doctype html><html><body><p>dcl</p><img src="/slowimg?ms=2500">
 <script>addEventListener('load', () => { document.body.dataset.loaded = 'yes'; });</script></body></html>`,
 
 	"/wait/idle": `<!doctype html><html><body><p>idle</p>
 <script>addEventListener('load', () => setTimeout(async () => {
-  const r = await fetch('/api/text?ms=1500&text=late+data');
+  const r = await fetch('/api/text?ms=3000&text=late+data');
   const p = document.createElement('p'); p.id = 'late'; p.textContent = await r.text(); document.body.appendChild(p);
 }, 200));</script></body></html>`,
 

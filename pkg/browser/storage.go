@@ -131,7 +131,23 @@ func (j *job) restoreCookies(ctx context.Context) error {
 	_, err := cdp.Call(ctx, j.b.browser, storage.SetCookies, storage.SetCookiesParams{
 		Cookies: params, BrowserContextID: j.tab.bctx,
 	})
-	return err
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// Chrome refuses the whole list for one cookie it will not take (such
+	// as SameSite=None without Secure): set the others one by one.
+	for _, p := range params {
+		_, err := cdp.Call(ctx, j.b.browser, storage.SetCookies, storage.SetCookiesParams{
+			Cookies: []*network.CookieParam{p}, BrowserContextID: j.tab.bctx,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			j.p.log.Debug("skip a cookie Chrome refuses", "name", p.Name, "domain", p.Domain, "url", p.URL, "err", err)
+		}
+	}
+	return nil
 }
 
 // openOrigin navigates the tab to the state page of origin, so that scripts

@@ -39,7 +39,10 @@ type Config struct {
 	LLMModel        string
 	LLMAPIKey       string
 	ShutdownTimeout time.Duration
-	LogFormat       string
+	// ReadHeaderTimeout is how long the API waits for a request's headers
+	// before it cuts the client off (slowloris).
+	ReadHeaderTimeout time.Duration
+	LogFormat         string
 }
 
 // DefaultWebhookSchedule is ≈ 24 h of growing delays between delivery attempts.
@@ -151,6 +154,9 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	if c.ShutdownTimeout, err = durVar("PAGEFLEET_SHUTDOWN_TIMEOUT", 30*time.Second, 0); err != nil {
+		return nil, err
+	}
+	if c.ReadHeaderTimeout, err = durVar("PAGEFLEET_READ_HEADER_TIMEOUT", 10*time.Second, 100*time.Millisecond); err != nil {
 		return nil, err
 	}
 	if v := get("PAGEFLEET_SESSION_KEY", ""); v != "" {

@@ -164,20 +164,60 @@ func (s *Store) Delete(ctx context.Context, tenant, id string) error {
 	return err
 }
 
-var startScript = redis.NewScript(`
+// BatchKey is the Redis hash of a batch (see pkg/batch). Its counters —
+// queued, running, succeeded, failed, cancelled — are moved by the scripts
+// below in the same step that changes the status of one of its jobs, so
+// that they always add up to its total.
+func BatchKey(id string) string { return "pf:batch:" + id }
+
+// batchMoveLua moves a batch job from one status bucket of its batch to
+// another. A succeeded job of a crawl batch also opens its link discovery
+// (the batch's open counter; see pkg/batch), so that the batch cannot
+// complete before its links were followed.
+const batchMoveLua = `
+local function batch_move(jk, from, to)
+  if from == to then return end
+  local b = redis.call('HGET', jk, 'batch_id')
+  if not b then return end
+  local bk = 'pf:batch:' .. b
+  if redis.call('EXISTS', bk) == 0 then return end
+  redis.call('HINCRBY', bk, from, -1)
+  redis.call('HINCRBY', bk, to, 1)
+  if to == 'succeeded' and redis.call('HGET', bk, 'kind') == 'crawl' and not redis.call('HGET', jk, 'disc') then
+    redis.call('HSET', jk, 'disc', 'pending')
+    redis.call('HINCRBY', bk, 'open', 1)
+  end
+end
+`
+
+var startScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+local b = redis.call('HGET', KEYS[1], 'batch_id')
+if b and st == 'queued' and redis.call('HGET', 'pf:batch:' .. b, 'cancel') == '1' then
+  -- a queued job of a cancelled batch never starts
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1], 'error', ARGV[3])
+  if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+  batch_move(KEYS[1], st, 'cancelled')
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
+  return 'cancelled'
+end
 redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2])
 if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[1]) end
+batch_move(KEYS[1], st, 'running')
 return 'ok'
 `)
 
+// errBatchCancelled is the error of a batch job cancelled before it ran.
+var errBatchCancelled, _ = json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "the batch was cancelled"})
+
 // Start marks the job running for attempt n. It returns the status that
 // stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
-// job may run.
+// job may run. A queued job of a cancelled batch is cancelled instead.
 func (s *Store) Start(ctx context.Context, id string, attempt int) (string, error) {
-	res, err := startScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano), attempt).Text()
+	res, err := startScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano), attempt,
+		errBatchCancelled, EventsChannel).Text()
 	if err != nil {
 		return "", err
 	}
@@ -187,9 +227,12 @@ func (s *Store) Start(ctx context.Context, id string, attempt int) (string, erro
 	return res, nil
 }
 
-var requeueScript = redis.NewScript(`
+var requeueScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'running' then redis.call('HSET', KEYS[1], 'status', 'queued') end
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'queued')
+  batch_move(KEYS[1], st, 'queued')
+end
 return st
 `)
 
@@ -198,12 +241,13 @@ func (s *Store) Requeue(ctx context.Context, id string) error {
 	return requeueScript.Run(ctx, s.rdb, []string{Key(id)}).Err()
 }
 
-var finishScript = redis.NewScript(`
+var finishScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
 if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+batch_move(KEYS[1], st, ARGV[1])
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 return 'ok'
 `)
@@ -246,12 +290,13 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
 	return nil
 }
 
-var cancelScript = redis.NewScript(`
+var cancelScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
 if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. ARGV[1] .. ':active') end
+batch_move(KEYS[1], st, 'cancelled')
 redis.call('PUBLISH', ARGV[4], KEYS[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 'ok:' .. st

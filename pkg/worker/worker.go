@@ -24,6 +24,7 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/convert"
 	"github.com/pagefleet/pagefleet/pkg/extract"
 	"github.com/pagefleet/pagefleet/pkg/fetch"
+	"github.com/pagefleet/pagefleet/pkg/identity"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -57,6 +58,11 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Hooks are told about every job that ended (webhooks, batches).
 	Hooks []FinishHook
+	// Identities holds the identity profiles jobs name (nil: a store on Redis).
+	Identities *identity.Store
+	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
+	// over it are handed back with ErrTenantBusy (see limits.go).
+	RunningLimit func(tenantID string) int
 }
 
 // Worker runs fetch and interact tasks.
@@ -64,8 +70,9 @@ type Worker struct {
 	Deps
 	insp *asynq.Inspector
 
-	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc
+	mu       sync.Mutex
+	running  map[string]context.CancelCauseFunc
+	draining bool // set by Drain: running jobs hand themselves back
 
 	jobsDone  *prometheus.CounterVec
 	runTime   *prometheus.HistogramVec
@@ -79,6 +86,9 @@ func New(d Deps) *Worker {
 	f := promauto.With(d.Registry)
 	if d.Logger == nil {
 		d.Logger = slog.Default()
+	}
+	if d.Identities == nil {
+		d.Identities = identity.NewStore(d.Redis, identity.Config{})
 	}
 	return &Worker{
 		Deps:    d,
@@ -102,11 +112,14 @@ func (w *Worker) Register(mux *asynq.ServeMux) {
 }
 
 // IsFailure tells asynq which errors count as failures.
-func IsFailure(err error) bool { return !errors.Is(err, ErrSessionBusy) }
+func IsFailure(err error) bool { return !handedBack(err) }
 
 // RetryDelay is the asynq retry delay: short with jitter for a busy session,
 // growing for real failures.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if errors.Is(err, ErrTenantBusy) {
+		return tenantBusyDelay()
+	}
 	if errors.Is(err, ErrSessionBusy) {
 		return 1500*time.Millisecond + time.Duration(rand.Int64N(int64(time.Second)))
 	}
@@ -138,6 +151,29 @@ func (w *Worker) CancelListener(ctx context.Context) {
 
 var errCancelled = errors.New("job cancelled by request")
 
+// errStopping is the cause of the cancellation of the jobs Drain stops.
+var errStopping = errors.New("worker stopping")
+
+// HandBackTime is how long after Drain a stopped job has to hand itself
+// back: cmd/worker gives asynq a shutdown timeout this much longer than the
+// grace period, and asynq puts the tasks back in their queues only then.
+const HandBackTime = 3 * time.Second
+
+// Drain stops the running jobs (and any job that registers later): each
+// hands its job back and then waits until asynq, at the end of its shutdown
+// timeout, puts the task back in its queue and cancels the task's context.
+// asynq requeues a task before it cancels its handler, so without Drain the
+// next worker could start a job while this one still runs it. Call Drain
+// only while the asynq server shuts down, when the grace period ends.
+func (w *Worker) Drain() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.draining = true
+	for _, cancel := range w.running {
+		cancel(errStopping)
+	}
+}
+
 func (w *Worker) isTerminal(ctx context.Context, jobID string) (bool, error) {
 	st, err := w.Jobs.Status(ctx, jobID)
 	if err != nil {
@@ -157,6 +193,11 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
 	log := w.Logger.With("job", p.JobID, "tenant", p.Tenant, "kind", p.Kind)
+	releaseSlot, err := w.takeRunSlot(ctx, p) // the tenant's running_jobs limit
+	if err != nil {
+		return err
+	}
+	defer releaseSlot()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	final := retried >= maxRetry
@@ -217,6 +258,9 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	defer cancel(nil)
 	w.mu.Lock()
 	w.running[p.JobID] = cancel
+	if w.draining {
+		cancel(errStopping)
+	}
 	w.mu.Unlock()
 	w.inflight.Inc()
 	defer func() {
@@ -246,6 +290,16 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.jobsDone.WithLabelValues(p.Kind, spec.StatusCancelled).Inc()
 		w.ended(ctx, p)
 		return nil
+	case errors.Is(context.Cause(jobCtx), errStopping) && out.err != nil:
+		// The grace period ended and the attempt stopped: hand the job back,
+		// then wait for asynq to requeue the task (it cancels ctx after
+		// that). Nothing of this attempt runs any more when another worker
+		// takes the task, and the hand-back counts as no failed attempt.
+		_ = w.Jobs.Requeue(context.WithoutCancel(ctx), p.JobID)
+		w.unlock(lease, false)
+		log.Info("job handed back: the worker is stopping")
+		<-ctx.Done()
+		return fmt.Errorf("%w: %w", errStopping, ctx.Err())
 	case lease != nil && jobCtx.Err() != nil && ctx.Err() == nil && out.err != nil && !out.saved:
 		// The lease was lost: write nothing; a later attempt runs the job.
 		log.Warn("session lease lost; attempt abandoned")
@@ -270,8 +324,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	if out.result != nil {
 		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
 	}
-	bg := context.WithoutCancel(ctx)
-	if err := w.Jobs.Finish(bg, p.JobID, o); err != nil && !errors.Is(err, jobstore.ErrConflict) {
+	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, jobstore.ErrConflict) {
 		w.unlock(lease, false)
 		return fmt.Errorf("write outcome: %w", err)
 	}
@@ -284,6 +337,35 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	w.unlock(lease, true)
 	w.ended(ctx, p)
 	return nil
+}
+
+// outcomeRetryFor bounds how long finish retries: less than asynq's 30 s
+// task lease, which lapses while Redis is unreachable.
+const outcomeRetryFor = 20 * time.Second
+
+// finish writes the outcome of an attempt. While Redis is unreachable it
+// retries for a while rather than throw the work away: the error would send
+// the task back to asynq, whose own write of that fails too and is never
+// retried (its syncer's retries run on a context it has already cancelled),
+// so the job would only run again when asynq's recoverer finds its lease
+// lapsed, one to two minutes later.
+func (w *Worker) finish(ctx context.Context, id string, o jobstore.Outcome) error {
+	bg := context.WithoutCancel(ctx)
+	deadline := time.Now().Add(outcomeRetryFor)
+	delay := 200 * time.Millisecond
+	for {
+		err := w.Jobs.Finish(bg, id, o)
+		if err == nil || errors.Is(err, jobstore.ErrConflict) || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		w.Logger.Warn("write outcome; retrying", "job", id, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done(): // the task's lease lapsed, or its deadline passed
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // unlock ends a session turn. done takes the job out of the line and wakes
@@ -338,6 +420,10 @@ type runOutcome struct {
 // run executes the job and derives its outputs.
 func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger) runOutcome {
 	req := &p.Request
+	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
+	if ierr != nil {
+		return runOutcome{err: ierr}
+	}
 	var prev *state.State
 	if lease != nil {
 		st, _, err := w.Sessions.Load(ctx, p.Tenant, lease.SID)
@@ -361,7 +447,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		shot := req.Wants(spec.OutScreenshot)
 		br, err := w.Browser.Render(runCtx, browser.Request{
 			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
-			State: prev, CaptureState: lease != nil,
+			State: prev, CaptureState: lease != nil, Identity: browserIdentity(ident),
 			BlockResources: !shot && !req.LoadResources,
 		})
 		if err != nil {
@@ -383,7 +469,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 			return runOutcome{err: jerr}
 		}
 	} else {
-		freq := fetch.Request{URL: req.URL, Timeout: timeout}
+		freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: ident.RequestHeaders()}
 		if prev != nil {
 			freq.Cookies = prev.Cookies
 		}

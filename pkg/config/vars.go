@@ -1,0 +1,32 @@
+package config
+
+// Vars lists every environment variable the API and worker binaries read,
+// in the order of the README's configuration table. Deployment files may set
+// only these (a test in deployments/ holds them to it), and a test in this
+// package holds the list to the names Load reads.
+var Vars = []string{
+	"PAGEFLEET_REDIS_URL",
+	"PAGEFLEET_API_ADDR",
+	"PAGEFLEET_WORKER_ADDR",
+	"PAGEFLEET_TENANTS_FILE",
+	"PAGEFLEET_DEV_API_KEY",
+	"PAGEFLEET_ALLOW_PRIVATE_NETWORKS",
+	"PAGEFLEET_ALLOW_CIDRS",
+	"PAGEFLEET_ALLOWED_PORTS",
+	"PAGEFLEET_CHROME_PATH",
+	"PAGEFLEET_WORKER_CONCURRENCY",
+	"PAGEFLEET_BROWSERS",
+	"PAGEFLEET_JOBS_PER_BROWSER",
+	"PAGEFLEET_RESULT_TTL",
+	"PAGEFLEET_SESSION_TTL",
+	"PAGEFLEET_SESSION_KEY",
+	"PAGEFLEET_SESSION_MAX_BYTES",
+	"PAGEFLEET_SHUTDOWN_TIMEOUT",
+	"PAGEFLEET_READ_HEADER_TIMEOUT",
+	"PAGEFLEET_WEBHOOK_RETRY_SCHEDULE",
+	"PAGEFLEET_ADMIN_TOKEN",
+	"PAGEFLEET_LLM_BASE_URL",
+	"PAGEFLEET_LLM_MODEL",
+	"PAGEFLEET_LLM_API_KEY",
+	"PAGEFLEET_LOG_FORMAT",
+}

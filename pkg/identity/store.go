@@ -1,0 +1,224 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Errors returned by the store. Callers test them with errors.Is.
+var (
+	// ErrNotFound means the tenant has no profile of that name.
+	ErrNotFound = errors.New("identity not found")
+	// ErrLimit means the tenant already has Config.MaxPerTenant profiles.
+	ErrLimit = errors.New("too many identities")
+	// ErrInvalidCursor means a List cursor was not produced by List.
+	ErrInvalidCursor = errors.New("invalid identity cursor")
+)
+
+// DefaultMaxPerTenant is how many profiles a tenant may keep by default.
+const DefaultMaxPerTenant = 1000
+
+// Config holds the store's settings; zero values take the defaults.
+type Config struct {
+	// MaxPerTenant bounds the profiles of one tenant (default 1000).
+	MaxPerTenant int
+}
+
+// Store keeps identity profiles in Redis. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	cfg Config
+}
+
+// NewStore returns a store on rdb.
+func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
+	if cfg.MaxPerTenant <= 0 {
+		cfg.MaxPerTenant = DefaultMaxPerTenant
+	}
+	return &Store{rdb: rdb, cfg: cfg}
+}
+
+var tenantEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
+
+// prefix is the key prefix of a tenant's profiles; the hash tag keeps all of
+// them in one Cluster slot.
+func prefix(tenant string) string { return "pf:{i:" + tenantEscaper.Replace(tenant) + "}:" }
+
+func profileKey(tenant, name string) string { return prefix(tenant) + "identity:" + name }
+
+func indexKey(tenant string) string { return prefix(tenant) + "identities" }
+
+// stored is the profile JSON kept in the hash, without name and times.
+type stored struct {
+	UserAgent      string            `json:"user_agent,omitempty"`
+	Locale         string            `json:"locale,omitempty"`
+	Timezone       string            `json:"timezone,omitempty"`
+	AcceptLanguage string            `json:"accept_language,omitempty"`
+	Viewport       *Viewport         `json:"viewport,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+}
+
+// putScript creates or replaces a profile, keeping its created_at, and
+// refuses a new one past the tenant's limit.
+// KEYS: profile, index. ARGV: name, profile JSON, now, max.
+// Returns {created_at, created (1/0)} or {-1} at the limit.
+var putScript = redis.NewScript(`
+local exists = redis.call('EXISTS', KEYS[1])
+if exists == 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  return {-1}
+end
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'profile', ARGV[2], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return {redis.call('HGET', KEYS[1], 'created_at'), 1 - exists}
+`)
+
+// Put creates or replaces p (which must be valid and normalized) for
+// tenant, sets its times and reports whether it was created.
+func (s *Store) Put(ctx context.Context, tenant string, p *Profile) (created bool, err error) {
+	if !spec.ValidName(p.Name) {
+		return false, fmt.Errorf("put identity: invalid name %q", p.Name)
+	}
+	doc, err := json.Marshal(stored{UserAgent: p.UserAgent, Locale: p.Locale, Timezone: p.Timezone,
+		AcceptLanguage: p.AcceptLanguage, Viewport: p.Viewport, Headers: p.Headers})
+	if err != nil {
+		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
+	}
+	now := time.Now().UTC()
+	res, err := putScript.Run(ctx, s.rdb, []string{profileKey(tenant, p.Name), indexKey(tenant)},
+		p.Name, doc, now.Format(time.RFC3339Nano), s.cfg.MaxPerTenant).Slice()
+	if err != nil {
+		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
+	}
+	if n, ok := res[0].(int64); ok && n == -1 {
+		return false, ErrLimit
+	}
+	if len(res) != 2 {
+		return false, fmt.Errorf("put identity %q: unexpected reply %v", p.Name, res)
+	}
+	cs, _ := res[0].(string)
+	createdAt, err := time.Parse(time.RFC3339Nano, cs)
+	if err != nil {
+		createdAt = now
+	}
+	p.CreatedAt, p.UpdatedAt = createdAt, now
+	if p.Headers == nil {
+		p.Headers = map[string]string{}
+	}
+	flag, _ := res[1].(int64)
+	return flag == 1, nil
+}
+
+// Get returns the tenant's profile name.
+func (s *Store) Get(ctx context.Context, tenant, name string) (*Profile, error) {
+	if !spec.ValidName(name) {
+		return nil, ErrNotFound
+	}
+	vals, err := s.rdb.HMGet(ctx, profileKey(tenant, name), "profile", "created_at", "updated_at").Result()
+	if err != nil {
+		return nil, fmt.Errorf("get identity %q: %w", name, err)
+	}
+	return decode(name, vals)
+}
+
+func decode(name string, vals []any) (*Profile, error) {
+	doc, ok := vals[0].(string)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	var st stored
+	if err := json.Unmarshal([]byte(doc), &st); err != nil {
+		return nil, fmt.Errorf("decode identity %q: %w", name, err)
+	}
+	p := &Profile{Name: name, UserAgent: st.UserAgent, Locale: st.Locale, Timezone: st.Timezone,
+		AcceptLanguage: st.AcceptLanguage, Viewport: st.Viewport, Headers: st.Headers}
+	if p.Headers == nil {
+		p.Headers = map[string]string{}
+	}
+	if c, ok := vals[1].(string); ok {
+		p.CreatedAt, _ = time.Parse(time.RFC3339Nano, c)
+	}
+	if u, ok := vals[2].(string); ok {
+		p.UpdatedAt, _ = time.Parse(time.RFC3339Nano, u)
+	}
+	return p, nil
+}
+
+// List returns up to limit of the tenant's profiles in name order, after
+// cursor ("" for the first page), and the cursor of the next page ("" on
+// the last one).
+func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]Profile, string, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	lo := "-"
+	if cursor != "" {
+		if !spec.ValidName(cursor) {
+			return nil, "", ErrInvalidCursor
+		}
+		lo = "(" + cursor
+	}
+	names, err := s.rdb.ZRangeByLex(ctx, indexKey(tenant), &redis.ZRangeBy{Min: lo, Max: "+", Count: int64(limit + 1)}).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("list identities: %w", err)
+	}
+	next := ""
+	if len(names) > limit {
+		names = names[:limit]
+		next = names[limit-1]
+	}
+	cmds := make([]*redis.SliceCmd, len(names))
+	if len(names) > 0 {
+		_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, n := range names {
+				cmds[i] = pipe.HMGet(ctx, profileKey(tenant, n), "profile", "created_at", "updated_at")
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("list identities: %w", err)
+		}
+	}
+	out := make([]Profile, 0, len(names))
+	for i, n := range names {
+		p, err := decode(n, cmds[i].Val())
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted between the two reads
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, *p)
+	}
+	return out, next, nil
+}
+
+// Delete removes the tenant's profile name. Jobs that already read it keep
+// running with it.
+func (s *Store) Delete(ctx context.Context, tenant, name string) error {
+	if !spec.ValidName(name) {
+		return ErrNotFound
+	}
+	var del *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		del = pipe.Del(ctx, profileKey(tenant, name))
+		pipe.ZRem(ctx, indexKey(tenant), name)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete identity %q: %w", name, err)
+	}
+	if del.Val() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
