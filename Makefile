@@ -1,7 +1,7 @@
 # pagefleet — see README.md.
 SHELL := /bin/bash
 GO ?= go
-PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./pkg/config/... ./pkg/tenant/... ./pkg/jobstore/... ./pkg/batch/... ./pkg/session/... ./pkg/egress/... ./pkg/fetch/... ./pkg/convert/... ./pkg/extract/... ./pkg/identity/... ./pkg/api/... ./jobs/...
+PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./pkg/config/... ./pkg/tenant/... ./pkg/jobstore/... ./pkg/batch/... ./pkg/session/... ./pkg/egress/... ./pkg/fetch/... ./pkg/convert/... ./pkg/extract/... ./pkg/identity/... ./pkg/api/... ./pkg/client/... ./jobs/...
 FUZZTIME ?= 3s
 
 .PHONY: run build test deps vet race fuzz-brief fuzz bench chaos soak fmt clean

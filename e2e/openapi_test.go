@@ -211,7 +211,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	t.Run("jobs", func(t *testing.T) {
 		// A rendered job with every output and an evaluate, screenshot and wait_for step.
 		acc, err := c.Interact(ctx, client.Request{URL: site.URL + "/article", Session: &client.SessionRef{ID: "openapi-s1"},
-			Output: []string{"html", "markdown", "text", "links", "screenshot", "metadata", "json"},
+			Output:  []string{"html", "markdown", "text", "links", "screenshot", "metadata", "json"},
 			Extract: &client.Extract{Mode: "selectors", Selectors: []byte(`{"title":"h1","cells":{"selector":"td","all":true}}`)},
 			Actions: []client.Action{{Type: "wait_for", Selector: "h1"}, {Type: "evaluate", Script: "document.title"}, {Type: "screenshot"},
 				{Type: "scroll", To: "bottom"}}})
@@ -237,9 +237,9 @@ func TestOpenAPIResponses(t *testing.T) {
 		sc.raw("POST", e.APIURL+"/v1/fetch?wait=10s", keyA, fmt.Sprintf(`{"url":%q}`, site.URL+"/plain"), "Idempotency-Key", "openapi-1")
 		// Errors of submit.
 		for _, kind := range []string{"fetch", "interact"} {
-			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":`)                                   // 400
-			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":"ftp://x","output":["pdf"]}`)        // 422
-			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":"https://example.com","bogus":1}`)   // 422
+			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":`)                                  // 400
+			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":"ftp://x","output":["pdf"]}`)       // 422
+			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":"https://example.com","bogus":1}`)  // 422
 			sc.raw("POST", e.APIURL+"/v1/"+kind, keyA, `{"url":"`+strings.Repeat("a", 1<<20)+`"}`) // 413
 			sc.raw("POST", e.APIURL+"/v1/"+kind, keyF, `{"url":"https://example.com","identity":"x","render_js":true,"actions":[{"type":"wait","ms":1}]}`)
 		}

@@ -389,7 +389,9 @@ func (s *Store) Sweep(ctx context.Context, tenant, id string, start int64) (int,
 	}
 }
 
-var settleScript = redis.NewScript(`
+// settleLua completes the batch KEYS[1] when nothing of it is queued,
+// running or open (ARGV[1]: the time).
+const settleLua = `
 local h = redis.call('HMGET', KEYS[1], 'status', 'queued', 'running', 'open', 'cancel')
 if not h[1] then return 'missing' end
 if h[1] ~= 'running' then return h[1] end
@@ -400,13 +402,27 @@ if tonumber(h[2]) == 0 and tonumber(h[3]) == 0 and tonumber(h[4]) <= 0 then
   return 'now:' .. st
 end
 return 'running'
-`)
+`
+
+var settleScript = redis.NewScript(settleLua)
 
 // Settle completes the batch when nothing of it is queued, running or
 // open, exactly once. It returns the batch's status (running, completed,
 // cancelled) and whether this call ended it.
 func (s *Store) Settle(ctx context.Context, id string) (status string, now bool, err error) {
-	r, err := settleScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text()
+	return settled(settleScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text())
+}
+
+var releaseSettleScript = redis.NewScript(`redis.call('ZREM', KEYS[2], ARGV[2])` + settleLua)
+
+// ReleaseSlotAndSettle gives a batch job's bulk slot back and settles its
+// batch (see Settle), in one round trip.
+func (s *Store) ReleaseSlotAndSettle(ctx context.Context, tenant, jobID, batchID string) (status string, now bool, err error) {
+	return settled(releaseSettleScript.Run(ctx, s.rdb, []string{Key(batchID), slotsKey(tenant)},
+		time.Now().UTC().Format(time.RFC3339Nano), jobID).Text())
+}
+
+func settled(r string, err error) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}

@@ -170,9 +170,15 @@ func TestCancelBatch(t *testing.T) {
 	if st, now, _ := s.Settle(ctx, b.ID); st != StatusRunning || now {
 		t.Fatalf("settle with a running job: %s %v", st, now)
 	}
+	if r, _ := s.AcquireSlot(ctx, "acme", ids[0], 1, time.Minute, false); r != SlotTaken {
+		t.Fatal(r)
+	}
 	js.Finish(ctx, ids[0], jobstore.Outcome{Status: spec.StatusSucceeded})
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusCancelled || !now {
-		t.Fatalf("settle: %s %v", st, now)
+	if st, now, _ := s.ReleaseSlotAndSettle(ctx, "acme", ids[0], b.ID); st != StatusCancelled || !now {
+		t.Fatalf("release and settle: %s %v", st, now)
+	}
+	if n, _ := s.RunningBulk(ctx, "acme"); n != 0 {
+		t.Fatalf("slot not released: %d", n)
 	}
 	v = checkSum(t, s, b.ID)
 	if v.Succeeded != 1 || v.Cancelled != 3 || v.FinishedAt == nil {

@@ -61,7 +61,13 @@ type tab struct {
 func (p *Pool) allocatorOptions(dir string) []chromedp.ExecAllocatorOption {
 	disable := []string{"Translate", "BlinkGenPropertyTrees", "OptimizationHints", "MediaRouter",
 		"DialMediaRouteProvider", "InterestFeedContentSuggestions", "AutofillServerCommunication",
-		"CertificateTransparencyComponentUpdater", "PrivacySandboxSettings4"}
+		"CertificateTransparencyComponentUpdater", "PrivacySandboxSettings4",
+		// Chrome 15x gives every new window, and so every job's browser
+		// context, two hidden WebUI omnibox popups, each in a renderer
+		// process of its own: three renderers per job instead of one.
+		// Headless has no omnibox. Turning them off makes a fresh context
+		// about 2× cheaper (BENCHMARKS.md).
+		"WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup"}
 	if p.cfg.AllowPrivate {
 		disable = append(disable, "LocalNetworkAccessChecks")
 	}

@@ -25,8 +25,8 @@ type Client struct {
 type Option func(*Client)
 
 // WithHTTPClient makes the client send its requests with hc (default: a
-// client without an overall timeout, since ?wait= long-polls hold an answer
-// for up to 60 s; bound each call with its context instead).
+// client without an overall timeout; bound each call with its context).
+// Wait asks the server to hold each long poll for less than hc.Timeout.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) {
 		if hc != nil {

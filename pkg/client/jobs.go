@@ -124,7 +124,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Job, error) {
 		if err := ctx.Err(); err != nil {
 			return last, err
 		}
-		q := url.Values{"wait": {pollFor(ctx).String()}}
+		q := url.Values{"wait": {c.pollFor(ctx).String()}}
 		var j Job
 		_, err := c.do(ctx, request{method: http.MethodGet, path: pathf("/v1/jobs/%s", id), query: q}, &j)
 		if err != nil {
@@ -148,11 +148,15 @@ func (c *Client) Wait(ctx context.Context, id string) (*Job, error) {
 }
 
 // pollFor is how long one long-poll asks the server to hold the answer:
-// maxPoll, or less when ctx ends sooner (at least a second).
-func pollFor(ctx context.Context) time.Duration {
+// maxPoll, or less when ctx ends sooner or the HTTP client has a shorter
+// timeout (at least a second).
+func (c *Client) pollFor(ctx context.Context) time.Duration {
 	d := maxPoll
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl).Truncate(time.Second))
+	}
+	if t := c.hc.Timeout; t > 0 {
+		d = min(d, (t - 2*time.Second).Truncate(time.Second))
 	}
 	return max(d, time.Second)
 }

@@ -198,6 +198,7 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 	if err != nil {
 		return fmt.Errorf("bulk slot: %w", err)
 	}
+	held := false
 	switch res {
 	case batch.SlotBusy:
 		b.busy.Inc()
@@ -210,30 +211,58 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 	case batch.SlotEnded:
 		err = next.ProcessTask(ctx, t) // drops the task; re-sends the job's events
 	default:
+		held = true
 		stop := b.hold(ctx, p)
 		err = next.ProcessTask(ctx, t)
 		stop()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if rerr := b.store.ReleaseSlot(rctx, p.Tenant, p.JobID); rerr != nil {
-			b.cfg.Logger.Warn("release bulk slot", "job", p.JobID, "tenant", p.Tenant, "err", rerr)
-		}
-		cancel()
-	}
-	if handedBack(err) {
-		return err
 	}
 	bg := context.WithoutCancel(ctx)
-	if err == nil {
-		if c, cerr := b.conf(bg, p.BatchID); cerr == nil && c.meta.Crawl != nil {
-			if pending, perr := b.store.DiscoveryPending(bg, p.JobID); perr == nil && pending {
-				// The finish hook could not follow the page's links: run
-				// the task again (it finds the job ended and retries them).
-				return fmt.Errorf("crawl links of job %s not followed yet", p.JobID)
+	if err == nil && b.linksPending(bg, p) {
+		// The finish hook could not follow the page's links: run the task
+		// again (it finds the job ended and follows them).
+		err = fmt.Errorf("crawl links of job %s not followed yet", p.JobID)
+	}
+	settle := err == nil || !handedBack(err)
+	var st string
+	var now bool
+	switch {
+	case held:
+		// give the slot back (and settle the batch) in one round trip
+		rctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		var serr error
+		if settle {
+			st, now, serr = b.store.ReleaseSlotAndSettle(rctx, p.Tenant, p.JobID, p.BatchID)
+		} else {
+			serr = b.store.ReleaseSlot(rctx, p.Tenant, p.JobID)
+		}
+		cancel()
+		if serr != nil {
+			if !errors.Is(serr, batch.ErrNotFound) {
+				b.cfg.Logger.Warn("release bulk slot", "job", p.JobID, "tenant", p.Tenant, "err", serr)
 			}
+			settle = false
+		}
+	case settle:
+		var serr error
+		if st, now, serr = b.store.Settle(bg, p.BatchID); serr != nil {
+			settle = false
 		}
 	}
-	b.settle(bg, p.BatchID, retried > 0)
+	if settle {
+		b.ended(bg, p.BatchID, st, now, retried > 0)
+	}
 	return err
+}
+
+// linksPending reports whether p is a crawl job whose links are still to
+// be followed.
+func (b *Bulk) linksPending(ctx context.Context, p *jobs.RunPayload) bool {
+	c, err := b.conf(ctx, p.BatchID)
+	if err != nil || c.meta.Crawl == nil {
+		return false
+	}
+	pending, err := b.store.DiscoveryPending(ctx, p.JobID)
+	return err == nil && pending
 }
 
 // hold renews the job's slot while it runs.
@@ -264,10 +293,7 @@ func (b *Bulk) hold(ctx context.Context, p *jobs.RunPayload) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// settle completes the batch when nothing of it is left, and sends
-// batch.completed when this call completed it (or when it is a
-// redelivery, whose first run may have died before sending it; the event
-// is deduplicated).
+// settle completes the batch when nothing of it is left (see ended).
 func (b *Bulk) settle(ctx context.Context, id string, redelivery bool) {
 	st, now, err := b.store.Settle(ctx, id)
 	if err != nil {
@@ -276,6 +302,13 @@ func (b *Bulk) settle(ctx context.Context, id string, redelivery bool) {
 		}
 		return
 	}
+	b.ended(ctx, id, st, now, redelivery)
+}
+
+// ended sends batch.completed when a settle completed the batch (now), or
+// saw it ended during a redelivery, whose first run may have died before
+// sending it (the event is deduplicated).
+func (b *Bulk) ended(ctx context.Context, id, st string, now, redelivery bool) {
 	if st == batch.StatusRunning || (!now && !redelivery) {
 		return
 	}
