@@ -143,8 +143,13 @@ func (e *Env) start(name, bin string, extra ...string) *proc {
 	} else {
 		// Each worker gets its own TMPDIR, so the Chrome profiles it makes
 		// (and any process left behind) can be found by path.
-		p.tmp = filepath.Join(e.dir, name+"-tmp")
-		os.MkdirAll(p.tmp, 0o755)
+		// A short path: Chrome's socket paths under it must stay within
+		// the 108 bytes a Unix socket name may have, whatever the test's name.
+		tmp, err := os.MkdirTemp("", "pfw")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		p.tmp = tmp
 		env = append(env, "PAGEFLEET_WORKER_ADDR="+addr, "TMPDIR="+p.tmp)
 	}
 	p.cmd.Env = append(env, extra...)
@@ -272,6 +277,11 @@ func (e *Env) stopAll() {
 		}
 		if e.api != nil {
 			e.t.Logf("api log (tail):\n%s", tail(e.api.logText(), 3000))
+		}
+	}
+	for _, w := range e.workers {
+		if w.tmp != "" {
+			os.RemoveAll(w.tmp)
 		}
 	}
 }

@@ -93,7 +93,7 @@ document.getElementById('out').textContent = 'you typed ' + document.getElementB
 document.getElementById('out').className = 'done';">go</button><p id="out"></p></body></html>`),
 		"/setcookie": func(w http.ResponseWriter, r *http.Request) {
 			http.SetCookie(w, &http.Cookie{Name: "n", Value: r.URL.Query().Get("v"), Path: "/", MaxAge: 3600})
-			html(`<html><body><p>cookie set</p><script>localStorage.setItem('n', '` + r.URL.Query().Get("v") + `')</script></body></html>`)(w, r)
+			html(`<html><body><p>cookie set</p><script>localStorage.setItem('n', '`+r.URL.Query().Get("v")+`')</script></body></html>`)(w, r)
 		},
 	})
 	tr := e.trackChromium(t, 0)

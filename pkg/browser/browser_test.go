@@ -701,7 +701,9 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("recycled restarts = %v", c)
 	}
 
-	if err := p.Stop(ctx); err != nil {
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stopCancel()
+	if err := p.Stop(stopCtx); err != nil {
 		t.Fatal(err)
 	}
 	stopped = true

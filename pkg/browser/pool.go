@@ -133,7 +133,11 @@ func (p *Pool) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("stop browser pool: jobs still running: %w", ctx.Err())
+		select {
+		case <-done:
+		default:
+			err = fmt.Errorf("stop browser pool: jobs still running: %w", ctx.Err())
+		}
 	}
 
 	p.cancel()

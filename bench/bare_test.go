@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/storage"
+	"github.com/chromedp/chromedp"
+)
+
+// bareChrome is the baseline: the Chrome a plain chromedp program starts
+// (chromedp's default options, plus --no-sandbox as root), driven by a loop
+// that opens one incognito browser context per page, navigates, reads the
+// DOM and closes the context.
+type bareChrome struct {
+	dir         string
+	allocCancel context.CancelFunc
+	ctx         context.Context
+	cancel      context.CancelFunc
+}
+
+// chromePath finds Chrome as the pool does.
+func chromePath() (string, error) {
+	if p := os.Getenv("PAGEFLEET_CHROME_PATH"); p != "" {
+		return exec.LookPath(p)
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no Chrome on PATH")
+}
+
+func startBare() (*bareChrome, error) {
+	path, err := chromePath()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pagefleet-bench-bare-")
+	if err != nil {
+		return nil, err
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.UserDataDir(dir))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, bcancel := chromedp.NewContext(actx)
+	c := &bareChrome{dir: dir, allocCancel: acancel, ctx: bctx, cancel: bcancel}
+	if err := chromedp.Do(bctx); err != nil {
+		c.stop()
+		return nil, fmt.Errorf("start bare chrome: %w", err)
+	}
+	return c, nil
+}
+
+func (c *bareChrome) stop() {
+	c.cancel()
+	c.allocCancel()
+	os.RemoveAll(c.dir)
+}
+
+// page renders one URL in a fresh incognito context and returns its DOM.
+func (c *bareChrome) page(ctx context.Context, url string) (string, error) {
+	tctx, cancel := chromedp.NewContext(c.ctx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	if err := chromedp.Do(tctx, chromedp.Navigate(url)); err != nil {
+		return "", err
+	}
+	return chromedp.Run(tctx, chromedp.Evaluate[string]("document.documentElement.outerHTML"))
+}
+
+// run renders n pages with conc goroutines and returns the elapsed time.
+// With reuse, each goroutine keeps one incognito context and cleans it
+// between pages (cookies, the origin's storage, a blank page): the
+// alternative to fresh contexts that BENCHMARKS.md compares.
+func (c *bareChrome) run(ctx context.Context, n, conc int, url func(int) string, mark string, reuse bool) (time.Duration, error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var errs []error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Go(func() {
+			fail := func(err error) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			var tctx context.Context
+			if reuse {
+				var cancel context.CancelFunc
+				tctx, cancel = chromedp.NewContext(c.ctx, chromedp.WithNewBrowserContext())
+				defer cancel()
+				if err := chromedp.Do(tctx); err != nil {
+					fail(err)
+					return
+				}
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				u := url(i)
+				var html string
+				var err error
+				if reuse {
+					html, err = reusePage(tctx, u)
+				} else {
+					html, err = c.page(ctx, u)
+				}
+				if err == nil && !strings.Contains(html, mark) {
+					err = fmt.Errorf("%s: the DOM lacks %q", u, mark)
+				}
+				if err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
+// reusePage renders url in a context used before, then cleans the context.
+func reusePage(tctx context.Context, url string) (string, error) {
+	if err := chromedp.Do(tctx, chromedp.Navigate(url)); err != nil {
+		return "", err
+	}
+	html, err := chromedp.Run(tctx, chromedp.Evaluate[string]("document.documentElement.outerHTML"))
+	if err != nil {
+		return "", err
+	}
+	origin := url
+	if i := strings.Index(url[len("http://"):], "/"); i >= 0 {
+		origin = url[:len("http://")+i]
+	}
+	err = chromedp.Do(tctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, t, network.ClearBrowserCookies, cdp.Empty{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, t, storage.ClearDataForOrigin, storage.ClearDataForOriginParams{Origin: origin, StorageTypes: "all"})
+		return err
+	}), chromedp.Navigate("about:blank"))
+	return html, err
+}

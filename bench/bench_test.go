@@ -1,0 +1,674 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Settings, from the environment:
+//
+//	PAGEFLEET_BENCH_PAGES     rendered pages per round and kind (default 24)
+//	PAGEFLEET_BENCH_ROUNDS    alternating rounds of baseline and pagefleet (default 2)
+//	PAGEFLEET_BENCH_FETCHES   plain fetches per round (default 200)
+//	PAGEFLEET_BENCH_PROFILES  a directory: CPU profiles of the api and the
+//	                          worker under load are written there
+var (
+	pagesPerRound   = envInt("PAGEFLEET_BENCH_PAGES", 24)
+	rounds          = envInt("PAGEFLEET_BENCH_ROUNDS", 2)
+	fetchesPerRound = envInt("PAGEFLEET_BENCH_FETCHES", 200)
+	profileDir      = os.Getenv("PAGEFLEET_BENCH_PROFILES")
+)
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+var (
+	fixture *site
+
+	envOnce sync.Once
+	theEnv  *env
+	envErr  error
+
+	bareOnce sync.Once
+	theBare  *bareChrome
+	bareErr  error
+)
+
+// figure is one line of the table.
+type figure struct {
+	order    int
+	name     string
+	value    string
+	baseline string
+	ratio    string
+	target   string
+}
+
+var (
+	figMu   sync.Mutex
+	figures = map[string]figure{}
+	notes   []string
+)
+
+func record(f figure) {
+	figMu.Lock()
+	defer figMu.Unlock()
+	f.order = len(figures)
+	if old, ok := figures[f.name]; ok {
+		f.order = old.order
+	}
+	figures[f.name] = f
+}
+
+func note(format string, args ...any) {
+	figMu.Lock()
+	defer figMu.Unlock()
+	notes = append(notes, fmt.Sprintf(format, args...))
+}
+
+func TestMain(m *testing.M) {
+	var err error
+	fixture, err = newSite()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fixture site:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if theEnv != nil {
+		theEnv.stop()
+	}
+	if theBare != nil {
+		theBare.stop()
+	}
+	fixture.Close()
+	printTable()
+	os.Exit(code)
+}
+
+// needEnv starts pagefleet once for all benchmarks.
+func needEnv(b *testing.B) *env {
+	b.Helper()
+	envOnce.Do(func() { theEnv, envErr = startEnv() })
+	if envErr != nil {
+		b.Fatal(envErr)
+	}
+	return theEnv
+}
+
+// needBare starts the baseline's Chrome once.
+func needBare(b *testing.B) *bareChrome {
+	b.Helper()
+	bareOnce.Do(func() { theBare, bareErr = startBare() })
+	if bareErr != nil {
+		b.Fatal(bareErr)
+	}
+	return theBare
+}
+
+func benchCtx(b *testing.B, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	b.Cleanup(cancel)
+	return ctx
+}
+
+func richURL(i int) string    { return fmt.Sprintf("%s/rich/%d", fixture.URL, i) }
+func trivialURL(int) string   { return fixture.URL + "/trivial" }
+func articleURL(i int) string { return fmt.Sprintf("%s/article/%d", fixture.URL, i) }
+
+// BenchmarkRenderedRich: rendered pages/s through the pipeline against the
+// bare chromedp loop, on the rich fixture pages.
+func BenchmarkRenderedRich(b *testing.B) {
+	benchRendered(b, "rich pages (CSS, 2 scripts, 7 images, 2 fonts)", richURL, renderedMark, "≥ 2.0×")
+}
+
+// BenchmarkRenderedTrivial: the same on a trivial page.
+func BenchmarkRenderedTrivial(b *testing.B) {
+	benchRendered(b, "trivial page", trivialURL, trivialMark, "≥ 1.3×")
+}
+
+func benchRendered(b *testing.B, what string, url func(int) string, mark string, target string) {
+	e := needEnv(b)
+	bare := needBare(b)
+	ctx := benchCtx(b, 20*time.Minute)
+	conc := e.Concurrency
+	req := func(i int) map[string]any {
+		return map[string]any{"url": url(i), "render_js": true, "output": []string{"html"}}
+	}
+	check := func(j *spec.Job) error {
+		if j.Result == nil || j.Result.HTML == nil || !strings.Contains(*j.Result.HTML, mark) {
+			return fmt.Errorf("the rendered HTML lacks %q", mark)
+		}
+		return nil
+	}
+	// Warm up both: the first pages of a browser cost more.
+	if _, err := bare.run(ctx, conc, conc, url, mark, false); err != nil {
+		b.Fatal("bare warm-up:", err)
+	}
+	if _, err := e.runJobs(ctx, conc, req, check); err != nil {
+		b.Fatal("pipeline warm-up:", err)
+	}
+	var tBare, tPipe time.Duration
+	for r := 0; r < rounds; r++ {
+		d, err := bare.run(ctx, pagesPerRound, conc, func(i int) string { return url(r*pagesPerRound + i) }, mark, false)
+		if err != nil {
+			b.Fatal("bare chromedp:", err)
+		}
+		tBare += d
+		var wait []func()
+		if r == 0 {
+			name := "rendered-" + strings.Fields(what)[0]
+			wait = append(wait, e.worker.profile(profileDir, name, 10*time.Second), e.api.profile(profileDir, name, 10*time.Second))
+		}
+		d, err = e.runJobs(ctx, pagesPerRound, func(i int) map[string]any { return req(r*pagesPerRound + i) }, check)
+		for _, w := range wait {
+			w()
+		}
+		if err != nil {
+			b.Fatal("pipeline:", err)
+		}
+		tPipe += d
+	}
+	n := float64(pagesPerRound * rounds)
+	pipe, base := n/tPipe.Seconds(), n/tBare.Seconds()
+	b.ReportMetric(pipe, "pages/s")
+	b.ReportMetric(base, "bare-pages/s")
+	b.ReportMetric(pipe/base, "ratio")
+	record(figure{
+		name:     "rendered pages/s, " + what,
+		value:    fmt.Sprintf("%.2f", pipe),
+		baseline: fmt.Sprintf("%.2f bare chromedp", base),
+		ratio:    fmt.Sprintf("%.2f×", pipe/base),
+		target:   target,
+	})
+}
+
+// BenchmarkPlainFetch: plain-fetch jobs/s end to end against a bare
+// net/http loop at the worker's concurrency, on static articles served after
+// articleDelay.
+func BenchmarkPlainFetch(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 10*time.Minute)
+	conc := e.Concurrency
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxIdleConns: conc}}
+	defer client.CloseIdleConnections()
+	bareLoop := func(n, offset int) (time.Duration, error) {
+		var next atomic.Int64
+		var firstErr error
+		var mu sync.Mutex
+		start := time.Now()
+		var wg sync.WaitGroup
+		for w := 0; w < conc; w++ {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= n {
+						return
+					}
+					err := func() error {
+						resp, err := client.Get(articleURL(offset + i))
+						if err != nil {
+							return err
+						}
+						defer resp.Body.Close()
+						var sb strings.Builder
+						if _, err := ioCopy(&sb, resp); err != nil {
+							return err
+						}
+						if resp.StatusCode != 200 || !strings.Contains(sb.String(), "<h1>Article") {
+							return fmt.Errorf("article: %d", resp.StatusCode)
+						}
+						return nil
+					}()
+					if err != nil {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start), firstErr
+	}
+	req := func(i int) map[string]any {
+		return map[string]any{"url": articleURL(i), "render_js": false, "output": []string{"html"}}
+	}
+	check := func(j *spec.Job) error {
+		if j.Result == nil || j.Result.HTML == nil || !strings.Contains(*j.Result.HTML, "<h1>Article") {
+			return fmt.Errorf("the fetched HTML lacks the article")
+		}
+		return nil
+	}
+	if _, err := bareLoop(conc, 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.runJobs(ctx, conc, req, check); err != nil {
+		b.Fatal(err)
+	}
+	var tBare, tPipe time.Duration
+	for r := 0; r < rounds; r++ {
+		d, err := bareLoop(fetchesPerRound, r*fetchesPerRound)
+		if err != nil {
+			b.Fatal("bare net/http:", err)
+		}
+		tBare += d
+		var wait []func()
+		if r == 0 {
+			wait = append(wait, e.worker.profile(profileDir, "plain", 3*time.Second), e.api.profile(profileDir, "plain", 3*time.Second))
+		}
+		d, err = e.runJobs(ctx, fetchesPerRound, func(i int) map[string]any { return req(r*fetchesPerRound + i) }, check)
+		for _, w := range wait {
+			w()
+		}
+		if err != nil {
+			b.Fatal("pipeline:", err)
+		}
+		tPipe += d
+	}
+	n := float64(fetchesPerRound * rounds)
+	pipe, base := n/tPipe.Seconds(), n/tBare.Seconds()
+	b.ReportMetric(pipe, "jobs/s")
+	b.ReportMetric(base, "bare-fetches/s")
+	record(figure{
+		name:     fmt.Sprintf("plain-fetch jobs/s (articles, %v to first byte)", articleDelay),
+		value:    fmt.Sprintf("%.1f", pipe),
+		baseline: fmt.Sprintf("%.1f bare net/http", base),
+		ratio:    fmt.Sprintf("%.2f×", pipe/base),
+		target:   "≥ 0.7×",
+	})
+	// The time the pipeline adds to each job at this concurrency.
+	perJob := (tPipe.Seconds() - tBare.Seconds()) / n * float64(conc)
+	note("plain fetch: the pipeline adds ≈ %.1f ms per job at concurrency %d (API, Redis, worker, result, poll)", perJob*1000, conc)
+}
+
+func ioCopy(sb *strings.Builder, resp *http.Response) (int64, error) {
+	return io.Copy(sb, resp.Body)
+}
+
+// BenchmarkRedisCommands: Redis commands per plain-fetch job end to end
+// (submit, run, poll once), from INFO commandstats deltas on the dedicated
+// redis-server, net of what the idle processes send in the same time.
+func BenchmarkRedisCommands(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 5*time.Minute)
+	const k = 100
+	if err := e.drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(time.Second)
+
+	window := func(f func() error) (stats map[string]int64, client, script map[string]int, took time.Duration, err error) {
+		s0, err := e.commandStats(ctx)
+		if err != nil {
+			return nil, nil, nil, 0, err
+		}
+		stop, err := e.monitor(ctx)
+		if err != nil {
+			return nil, nil, nil, 0, err
+		}
+		start := time.Now()
+		ferr := f()
+		took = time.Since(start)
+		client, script, _ = stop()
+		s1, err := e.commandStats(ctx)
+		if err != nil {
+			return nil, nil, nil, 0, err
+		}
+		stats = map[string]int64{}
+		for c, v := range s1 {
+			if d := v - s0[c]; d > 0 && c != "info" && c != "monitor" {
+				stats[c] = d
+			}
+		}
+		delete(client, "info")
+		return stats, client, script, took, ferr
+	}
+	idleStats, idleClient, _, idleTook, err := window(func() error { time.Sleep(3 * time.Second); return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	runStats, runClient, runScript, runTook, err := window(func() error {
+		done0, err := e.jobsDone()
+		if err != nil {
+			return err
+		}
+		ids := make([]string, k)
+		var wg sync.WaitGroup
+		errs := make(chan error, k)
+		for i := 0; i < k; i++ {
+			wg.Go(func() {
+				id, err := e.submit(ctx, map[string]any{"url": articleURL(10000 + i), "render_js": false})
+				ids[i] = id
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			return err
+		}
+		// Wait for the worker without asking Redis.
+		for {
+			n, err := e.jobsDone()
+			if err != nil {
+				return err
+			}
+			if n >= done0+k {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, id := range ids {
+			var j spec.Job
+			if _, err := e.do(ctx, "GET", "/v1/jobs/"+id, nil, &j); err != nil {
+				return err
+			}
+			if j.Status != spec.StatusSucceeded {
+				return fmt.Errorf("job %s %s", id, j.Status)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	scale := runTook.Seconds() / idleTook.Seconds()
+	sum64 := func(m map[string]int64) (s float64) {
+		for _, v := range m {
+			s += float64(v)
+		}
+		return s
+	}
+	sumInt := func(m map[string]int) (s float64) {
+		for _, v := range m {
+			s += float64(v)
+		}
+		return s
+	}
+	gross := sum64(runStats) / k
+	net := (sum64(runStats) - sum64(idleStats)*scale) / k
+	clientNet := (sumInt(runClient) - sumInt(idleClient)*scale) / k
+	record(figure{
+		name:     "Redis commands per plain-fetch job (submit, run, poll once)",
+		value:    fmt.Sprintf("%.1f", net),
+		baseline: fmt.Sprintf("%.1f sent by clients", clientNet),
+		ratio:    "",
+		target:   "≤ 12",
+	})
+	b.ReportMetric(net, "cmds/job")
+	b.ReportMetric(clientNet, "client-cmds/job")
+	var lines []string
+	for c, v := range runStats {
+		per := (float64(v) - float64(idleStats[c])*scale) / k
+		if per >= 0.05 {
+			lines = append(lines, fmt.Sprintf("%s %.2f", c, per))
+		}
+	}
+	sort.Strings(lines)
+	note("Redis per plain-fetch job: %.1f commands gross, %.1f net of the idle background (%.0f/s); by command (net): %s",
+		gross, net, sum64(idleStats)/idleTook.Seconds(), strings.Join(lines, ", "))
+	var cl []string
+	for c, v := range runClient {
+		per := (float64(v) - float64(idleClient[c])*scale) / k
+		if per >= 0.05 {
+			cl = append(cl, fmt.Sprintf("%s %.2f", c, per))
+		}
+	}
+	sort.Strings(cl)
+	var sl []string
+	for c, v := range runScript {
+		if per := float64(v) / k; per >= 0.05 {
+			sl = append(sl, fmt.Sprintf("%s %.2f", c, per))
+		}
+	}
+	sort.Strings(sl)
+	note("Redis per plain-fetch job, sent by clients (net, MONITOR): %s; called inside scripts: %s", strings.Join(cl, ", "), strings.Join(sl, ", "))
+}
+
+// BenchmarkWorkerMemory: (peak − idle) memory of the worker and its Chrome
+// processes while it runs its full concurrency of rendered rich pages,
+// divided by the concurrency.
+func BenchmarkWorkerMemory(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 10*time.Minute)
+	if err := e.drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // warm contexts made, disposals done
+	pid := e.worker.cmd.Process.Pid
+	idlePss, idleRss, idleProcs := treeMemory(pid)
+	var peakPss, peakRss int64
+	var peakProcs int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			pss, rss, n := treeMemory(pid)
+			peakPss, peakRss, peakProcs = max(peakPss, pss), max(peakRss, rss), max(peakProcs, n)
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	conc := e.Concurrency
+	_, err := e.runJobs(ctx, 3*conc, func(i int) map[string]any {
+		return map[string]any{"url": richURL(5000 + i), "render_js": true}
+	}, func(*spec.Job) error { return nil })
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		b.Fatal(err)
+	}
+	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+	per := mib(peakPss-idlePss) / float64(conc)
+	b.ReportMetric(per, "MiB/job")
+	record(figure{
+		name:     fmt.Sprintf("worker memory per concurrent rendered job (PSS, worker + Chrome, N=%d)", conc),
+		value:    fmt.Sprintf("%.0f MiB", per),
+		baseline: fmt.Sprintf("idle %.0f MiB, peak %.0f MiB", mib(idlePss), mib(peakPss)),
+		ratio:    "",
+		target:   "",
+	})
+	note("worker memory: idle PSS %.0f MiB (RSS %.0f MiB, %d processes); peak PSS %.0f MiB (RSS %.0f MiB, %d processes) at concurrency %d",
+		mib(idlePss), mib(idleRss), idleProcs, mib(peakPss), mib(peakRss), peakProcs, conc)
+}
+
+// BenchmarkSubmitLatency: POST /v1/fetch at a fixed 1 000 requests/s for 3 s
+// (vegeta), with the worker running the jobs meanwhile.
+func BenchmarkSubmitLatency(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 5*time.Minute)
+	if err := e.drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"url": fixture.URL + "/tiny", "render_js": false})
+	tgt := vegeta.Target{Method: "POST", URL: e.APIURL + "/v1/fetch", Body: body, Header: http.Header{
+		"Authorization": {"Bearer " + benchKey}, "Content-Type": {"application/json"},
+	}}
+	attack := func(rate int, d time.Duration) vegeta.Metrics {
+		a := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+		var m vegeta.Metrics
+		for res := range a.Attack(vegeta.NewStaticTargeter(tgt), vegeta.Rate{Freq: rate, Per: time.Second}, d, "submit") {
+			m.Add(res)
+		}
+		m.Close()
+		return m
+	}
+	attack(200, time.Second) // open connections, warm the API
+	if err := e.drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const rate = 1000
+	wait := []func(){e.api.profile(profileDir, "submit", 3*time.Second), e.worker.profile(profileDir, "submit", 3*time.Second)}
+	m := attack(rate, 3*time.Second)
+	for _, w := range wait {
+		w()
+	}
+	b.ReportMetric(float64(m.Latencies.P50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(m.Latencies.P99.Microseconds())/1000, "p99-ms")
+	codes := make([]string, 0, len(m.StatusCodes))
+	for c, n := range m.StatusCodes {
+		codes = append(codes, fmt.Sprintf("%s×%d", c, n))
+	}
+	slices.Sort(codes)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+	record(figure{
+		name:     fmt.Sprintf("API submit latency p50 at %d req/s (3 s)", rate),
+		value:    ms(m.Latencies.P50),
+		baseline: fmt.Sprintf("%.0f req/s sent", m.Rate),
+		target:   "",
+	})
+	record(figure{
+		name:     fmt.Sprintf("API submit latency p99 at %d req/s (3 s)", rate),
+		value:    ms(m.Latencies.P99),
+		baseline: fmt.Sprintf("max %s", ms(m.Latencies.Max)),
+		target:   "< 10 ms",
+	})
+	note("submit latency: %d requests, success %.1f%%, status %s, p90 %s, p95 %s, mean %s", m.Requests, m.Success*100,
+		strings.Join(codes, " "), ms(m.Latencies.P90), ms(m.Latencies.P95), ms(m.Latencies.Mean))
+	if m.Success < 1 {
+		b.Errorf("submit attack: success %.3f, errors %v", m.Success, m.Errors)
+	}
+	if err := e.drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkBatch100k: the time to accept POST /v1/batches with 100 000 URLs.
+// The batch is cancelled at once after.
+func BenchmarkBatch100k(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 5*time.Minute)
+	const n = 100000
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = articleURL(20000 + i)
+	}
+	body, _ := json.Marshal(map[string]any{"urls": urls, "template": map[string]any{"render_js": false}})
+	var acc struct {
+		ID    string `json:"id"`
+		Total int    `json:"total"`
+	}
+	start := time.Now()
+	code, err := e.do(ctx, "POST", "/v1/batches", body, &acc)
+	took := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if code != http.StatusAccepted || acc.Total != n {
+		b.Fatalf("batch: %d, total %d", code, acc.Total)
+	}
+	if _, err := e.do(ctx, "DELETE", "/v1/batches/"+acc.ID, nil, nil); err != nil {
+		b.Log("cancel the batch:", err)
+	}
+	b.ReportMetric(took.Seconds()*1000, "ms")
+	record(figure{
+		name:     "time to accept a 100 000-URL batch (POST /v1/batches, " + fmt.Sprintf("%.1f MB", float64(len(body))/1e6) + ")",
+		value:    fmt.Sprintf("%.0f ms", took.Seconds()*1000),
+		baseline: "",
+		target:   "< 2 s",
+	})
+}
+
+// printTable prints the figures recorded in this run.
+func printTable() {
+	figMu.Lock()
+	defer figMu.Unlock()
+	if len(figures) == 0 {
+		return
+	}
+	list := make([]figure, 0, len(figures))
+	for _, f := range figures {
+		list = append(list, f)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].order < list[j].order })
+	fmt.Println()
+	fmt.Println("pagefleet benchmark —", machine())
+	if theEnv != nil {
+		fmt.Printf("worker concurrency %d (bare loops run at the same concurrency); %d rendered pages × %d rounds per kind; %d fetches × %d rounds\n",
+			theEnv.Concurrency, pagesPerRound, rounds, fetchesPerRound, rounds)
+	}
+	rows := [][]string{{"figure", "pagefleet", "baseline (same run)", "ratio", "target"}}
+	for _, f := range list {
+		rows = append(rows, []string{f.name, f.value, f.baseline, f.ratio, f.target})
+	}
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for k, r := range rows {
+		var sb strings.Builder
+		sb.WriteString("| ")
+		for i, c := range r {
+			sb.WriteString(c + strings.Repeat(" ", width[i]-len([]rune(c))) + " | ")
+		}
+		fmt.Println(strings.TrimSpace(sb.String()))
+		if k == 0 {
+			sb.Reset()
+			sb.WriteString("|")
+			for _, w := range width {
+				sb.WriteString(strings.Repeat("-", w+2) + "|")
+			}
+			fmt.Println(sb.String())
+		}
+	}
+	for _, n := range notes {
+		fmt.Println("- " + n)
+	}
+}
+
+// machine describes where the benchmark ran.
+func machine() string {
+	model := ""
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	chrome := ""
+	if p, err := chromePath(); err == nil {
+		if out, err := exec.Command(p, "--version").Output(); err == nil {
+			chrome = strings.TrimSpace(string(out))
+		}
+	}
+	load := ""
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = "load " + strings.Join(strings.Fields(string(data))[:3], " ")
+	}
+	return fmt.Sprintf("%s — %d cores (%s), %s, %s, %s/%s, %s", time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		runtime.NumCPU(), model, chrome, runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+}

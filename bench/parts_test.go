@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pagefleet/pagefleet/pkg/browser"
+	"github.com/pagefleet/pagefleet/pkg/config"
+)
+
+// partPages is the number of pages one iteration of a part benchmark renders.
+var partPages = envInt("PAGEFLEET_BENCH_PART_PAGES", 12)
+
+// partConcurrency is the worker's default concurrency on this machine.
+func partConcurrency(b *testing.B) int {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg.Concurrency
+}
+
+var partKinds = []struct {
+	name string
+	url  func(int) string
+	mark string
+}{
+	{"rich", richURL, renderedMark},
+	{"trivial", trivialURL, trivialMark},
+}
+
+// BenchmarkRenderBare is the bare chromedp loop alone: a fresh incognito
+// context per page, and the alternative of one context per goroutine reused
+// and cleaned between pages.
+func BenchmarkRenderBare(b *testing.B) {
+	bare := needBare(b)
+	conc := partConcurrency(b)
+	for _, k := range partKinds {
+		for _, reuse := range []bool{false, true} {
+			name := k.name + "/fresh"
+			if reuse {
+				name = k.name + "/reused-cleaned"
+			}
+			b.Run(name, func(b *testing.B) {
+				ctx := benchCtx(b, 10*time.Minute)
+				var total time.Duration
+				for b.Loop() {
+					d, err := bare.run(ctx, partPages, conc, k.url, k.mark, reuse)
+					if err != nil {
+						b.Fatal(err)
+					}
+					total += d
+				}
+				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
+			})
+		}
+	}
+}
+
+// BenchmarkRenderPool is pkg/browser's pool alone (no API, Redis or worker),
+// as the worker configures it, with and without warm (pre-created) contexts,
+// and with and without resource blocking.
+func BenchmarkRenderPool(b *testing.B) {
+	conc := partConcurrency(b)
+	for _, k := range partKinds {
+		for _, v := range []struct {
+			name  string
+			warm  int
+			block bool
+		}{
+			{"warm1-block", 1, true},
+			{"warm0-block", -1, true},
+			{"warm2-block", 2, true},
+			{"warm1-load", 1, false},
+		} {
+			b.Run(k.name+"/"+v.name, func(b *testing.B) {
+				ctx := benchCtx(b, 10*time.Minute)
+				pool, err := browser.New(browser.Config{
+					Browsers: 1, ContextsPerBrowser: conc, WarmTabs: v.warm, AllowPrivate: true,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pool.Start(ctx); err != nil {
+					b.Fatal(err)
+				}
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					pool.Stop(sctx)
+				}()
+				render := func(n, offset int) (time.Duration, error) {
+					var next atomic.Int64
+					var mu sync.Mutex
+					var first error
+					start := time.Now()
+					var wg sync.WaitGroup
+					for w := 0; w < conc; w++ {
+						wg.Go(func() {
+							for {
+								i := int(next.Add(1)) - 1
+								if i >= n {
+									return
+								}
+								res, err := pool.Render(ctx, browser.Request{URL: k.url(offset + i), BlockResources: v.block})
+								if err == nil && !strings.Contains(res.HTML, k.mark) {
+									err = fmt.Errorf("the DOM lacks %q", k.mark)
+								}
+								if err != nil {
+									mu.Lock()
+									first = err
+									mu.Unlock()
+								}
+							}
+						})
+					}
+					wg.Wait()
+					return time.Since(start), first
+				}
+				if _, err := render(conc, 0); err != nil { // warm up
+					b.Fatal(err)
+				}
+				time.Sleep(500 * time.Millisecond) // let warm contexts be made
+				var total time.Duration
+				it := 0
+				for b.Loop() {
+					d, err := render(partPages, 100*it)
+					if err != nil {
+						b.Fatal(err)
+					}
+					total += d
+					it++
+				}
+				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
+			})
+		}
+	}
+}
