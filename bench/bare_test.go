@@ -22,6 +22,7 @@ import (
 // that opens one incognito browser context per page, navigates, reads the
 // DOM and closes the context.
 type bareChrome struct {
+	pid         int
 	dir         string
 	allocCancel context.CancelFunc
 	ctx         context.Context
@@ -57,6 +58,9 @@ func startBare() (*bareChrome, error) {
 	if err := chromedp.Do(bctx); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("start bare chrome: %w", err)
+	}
+	if p := chromedp.FromContext(bctx).Browser.Process(); p != nil {
+		c.pid = p.Pid
 	}
 	return c, nil
 }

@@ -169,13 +169,16 @@ func benchRendered(b *testing.B, what string, url func(int) string, mark string,
 	if _, err := e.runJobs(ctx, conc, req, check); err != nil {
 		b.Fatal("pipeline warm-up:", err)
 	}
-	var tBare, tPipe time.Duration
+	var tBare, tPipe, cBare, cPipe time.Duration
 	for r := 0; r < rounds; r++ {
+		c0 := treeCPU(bare.pid) + selfCPU()
 		d, err := bare.run(ctx, pagesPerRound, conc, func(i int) string { return url(r*pagesPerRound + i) }, mark, false)
 		if err != nil {
 			b.Fatal("bare chromedp:", err)
 		}
+		cBare += treeCPU(bare.pid) + selfCPU() - c0
 		tBare += d
+		c0 = treeCPU(e.pids()...) + selfCPU()
 		var wait []func()
 		if r == 0 {
 			name := "rendered-" + strings.Fields(what)[0]
@@ -188,6 +191,7 @@ func benchRendered(b *testing.B, what string, url func(int) string, mark string,
 		if err != nil {
 			b.Fatal("pipeline:", err)
 		}
+		cPipe += treeCPU(e.pids()...) + selfCPU() - c0
 		tPipe += d
 	}
 	n := float64(pagesPerRound * rounds)
@@ -201,6 +205,15 @@ func benchRendered(b *testing.B, what string, url func(int) string, mark string,
 		baseline: fmt.Sprintf("%.2f bare chromedp", base),
 		ratio:    fmt.Sprintf("%.2f×", pipe/base),
 		target:   target,
+	})
+	// CPU per page barely moves with the other load of the machine.
+	msPipe, msBare := cPipe.Seconds()*1000/n, cBare.Seconds()*1000/n
+	record(figure{
+		name:     "CPU per rendered page (all processes), " + strings.Fields(what)[0] + " page",
+		value:    fmt.Sprintf("%.0f ms", msPipe),
+		baseline: fmt.Sprintf("%.0f ms bare chromedp", msBare),
+		ratio:    fmt.Sprintf("%.2f× less", msBare/msPipe),
+		target:   "",
 	})
 }
 
@@ -267,13 +280,16 @@ func BenchmarkPlainFetch(b *testing.B) {
 	if _, err := e.runJobs(ctx, conc, req, check); err != nil {
 		b.Fatal(err)
 	}
-	var tBare, tPipe time.Duration
+	var tBare, tPipe, cBare, cPipe time.Duration
 	for r := 0; r < rounds; r++ {
+		c0 := selfCPU()
 		d, err := bareLoop(fetchesPerRound, r*fetchesPerRound)
 		if err != nil {
 			b.Fatal("bare net/http:", err)
 		}
+		cBare += selfCPU() - c0
 		tBare += d
+		c0 = treeCPU(e.pids()...) + selfCPU()
 		var wait []func()
 		if r == 0 {
 			wait = append(wait, e.worker.profile(profileDir, "plain", 3*time.Second), e.api.profile(profileDir, "plain", 3*time.Second))
@@ -285,6 +301,7 @@ func BenchmarkPlainFetch(b *testing.B) {
 		if err != nil {
 			b.Fatal("pipeline:", err)
 		}
+		cPipe += treeCPU(e.pids()...) + selfCPU() - c0
 		tPipe += d
 	}
 	n := float64(fetchesPerRound * rounds)
@@ -300,6 +317,12 @@ func BenchmarkPlainFetch(b *testing.B) {
 	})
 	// The time the pipeline adds to each job at this concurrency.
 	perJob := (tPipe.Seconds() - tBare.Seconds()) / n * float64(conc)
+	record(figure{
+		name:     "CPU per plain-fetch job (all processes)",
+		value:    fmt.Sprintf("%.2f ms", cPipe.Seconds()*1000/n),
+		baseline: fmt.Sprintf("%.2f ms bare net/http", cBare.Seconds()*1000/n),
+		target:   "",
+	})
 	note("plain fetch: the pipeline adds ≈ %.1f ms per job at concurrency %d (API, Redis, worker, result, poll)", perJob*1000, conc)
 }
 

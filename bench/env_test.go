@@ -516,6 +516,84 @@ func treeMemory(pid int) (pss, rss int64, procs int) {
 	return pss, rss, procs
 }
 
+// treeCPU returns the CPU time (user + system) of pid and its descendants,
+// with the children they already reaped.
+func treeCPU(pids ...int) time.Duration {
+	type st struct {
+		ppid  int
+		ticks int64
+	}
+	all := map[int]st{}
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		n, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 15 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		var t int64
+		for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			t += v
+		}
+		all[n] = st{pp, t}
+	}
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for p, x := range all {
+			if !in[p] && in[x.ppid] {
+				in[p] = true
+				changed = true
+			}
+		}
+	}
+	var ticks int64
+	for p := range in {
+		ticks += all[p].ticks
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU is the CPU time of this process alone (its own threads: the
+// chromedp driver of the baseline, the HTTP clients and the fixture site).
+func selfCPU() time.Duration {
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var t int64
+	for _, k := range []int{11, 12} {
+		v, _ := strconv.ParseInt(f[k], 10, 64)
+		t += v
+	}
+	return time.Duration(t) * time.Second / 100
+}
+
+// pids are the processes of the pipeline: the worker (and its Chrome), the
+// api and Redis.
+func (e *env) pids() []int {
+	return []int{e.worker.cmd.Process.Pid, e.api.cmd.Process.Pid, e.redis.Process.Pid}
+}
+
 // profile fetches a CPU profile of p for d into dir (when dir is set).
 func (p *proc) profile(dir, name string, d time.Duration) func() {
 	if dir == "" {

@@ -1265,6 +1265,8 @@ func TestChaosChromeCrashes(t *testing.T) {
 				t.Errorf("%s (render %v): %s attempts %d %+v", c.path, c.render, j.Status, j.Attempts, j.Error)
 				continue
 			}
+			// The worker logs the attempt's end just after it writes it.
+			waitFor(5*time.Second, func() bool { return len(attemptDurations(e.WorkerLog(0), ids[i])) >= j.Attempts })
 			mu.Lock()
 			ss := append([]span(nil), spans[strings.Replace(c.path, "?id=", "", 1)]...)
 			mu.Unlock()

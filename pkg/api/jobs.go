@@ -95,16 +95,9 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 				return s.answerExisting(c, t, prev, wait)
 			}
 		}
-		if err := s.gate(ctx, t, 1); err != nil {
-			if idem != "" {
-				s.rdb.Del(context.WithoutCancel(ctx), idemKey(t.ID, idem))
-			}
-			return err
-		}
 		now := time.Now().UTC()
 		p := &jobs.RunPayload{JobID: id, Tenant: t.ID, Kind: kind, AcceptedAt: now, Request: req}
-		if err := s.enqueue(ctx, p); err != nil {
-			s.jobs.Release(context.WithoutCancel(ctx), t.ID, 1)
+		if err := s.enqueue(ctx, t, p); err != nil {
 			if idem != "" {
 				s.rdb.Del(context.WithoutCancel(ctx), idemKey(t.ID, idem))
 			}
@@ -120,35 +113,45 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 	}
 }
 
-// enqueue writes the job record (and the session line entry) in one round
-// trip, then enqueues the task. A failure undoes the record.
-func (s *Server) enqueue(ctx context.Context, p *jobs.RunPayload) error {
+// enqueue admits the job under its tenant's limits, writes its record (and
+// its place in its session's line), then enqueues the task: two round trips
+// for a job without a session, whose admission and record are one script;
+// three with a session, whose record and line entry follow the gate in one
+// transaction. A failure undoes what was written and gives the place back.
+func (s *Server) enqueue(ctx context.Context, t *tenant.Tenant, p *jobs.RunPayload) error {
 	task, err := jobs.NewRunTask(p)
 	if err != nil {
 		return err
 	}
+	bg := context.WithoutCancel(ctx)
 	rec := jobstore.Record{ID: p.JobID, Tenant: p.Tenant, Kind: p.Kind, URL: p.Request.URL, CreatedAt: p.AcceptedAt, Webhook: p.Request.Webhook, Counted: true}
 	sid := ""
-	if p.Request.Session != nil {
+	if p.Request.Session == nil {
+		err := s.jobs.CreateGated(ctx, rec, int(t.Limits.RequestsPerSecond), t.Limits.QueuedJobs)
+		if err != nil {
+			return gateProblem(t, err)
+		}
+	} else {
+		if err := s.gate(ctx, t, 1); err != nil {
+			return err
+		}
 		sid = p.Request.Session.ID
 		rec.SessionID = sid
-	}
-	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		s.jobs.Create(ctx, pipe, rec)
-		if sid != "" {
+		_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			s.jobs.Create(ctx, pipe, rec)
 			return s.sessions.Append(ctx, pipe, p.Tenant, sid, p.JobID)
+		})
+		if err != nil {
+			s.jobs.Release(bg, t.ID, 1)
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if _, err := s.queue.EnqueueContext(ctx, task); err != nil {
-		bg := context.WithoutCancel(ctx)
 		if sid != "" {
 			_, _ = s.sessions.Remove(bg, p.Tenant, sid, p.JobID)
 		}
 		_ = s.jobs.Delete(bg, p.Tenant, p.JobID)
+		s.jobs.Release(bg, t.ID, 1)
 		return err
 	}
 	return nil
@@ -354,7 +357,11 @@ func (s *Server) wake(jobID string) {
 
 // gate applies the tenant's request rate and queued-job limits to n new jobs.
 func (s *Server) gate(ctx context.Context, t *tenant.Tenant, n int) error {
-	err := s.jobs.Gate(ctx, t.ID, int(t.Limits.RequestsPerSecond), t.Limits.QueuedJobs, n)
+	return gateProblem(t, s.jobs.Gate(ctx, t.ID, int(t.Limits.RequestsPerSecond), t.Limits.QueuedJobs, n))
+}
+
+// gateProblem turns an over-limit error of the gate into its 429 problem.
+func gateProblem(t *tenant.Tenant, err error) error {
 	switch {
 	case errors.Is(err, jobstore.ErrRateLimited):
 		return tooMany(fmt.Sprintf("over %g requests per second for this tenant", t.Limits.RequestsPerSecond), time.Second)

@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -214,9 +215,15 @@ func isStoreDown(err error) bool {
 		return false
 	}
 	var ne net.Error
+	msg := err.Error()
 	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || strings.Contains(err.Error(), "connection refused") ||
-		strings.Contains(err.Error(), "LOADING") || errors.Is(err, net.ErrClosed)
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || strings.Contains(msg, "connection refused") ||
+		strings.Contains(msg, "LOADING") || errors.Is(err, net.ErrClosed) ||
+		// A Redis that stops closes its connections: commands in flight
+		// end with EOF or a reset. asynq passes such errors on as text.
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || strings.HasSuffix(msg, ": EOF") || strings.Contains(msg, "connection reset") ||
+		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "i/o timeout")
 }
 
 // Start listens and serves until Stop.

@@ -7,8 +7,11 @@
 // browser context ▸ tab. A [Pool] keeps [Config.Browsers] Chrome processes,
 // runs at most [Config.ContextsPerBrowser] jobs on each, replaces a browser
 // after [Config.JobsPerBrowser] jobs or at once when its process dies, and
-// keeps a pre-created context and tab ready per browser (a warm spare), so
-// that a job does not wait the 300–800 ms a new renderer process costs.
+// keeps [Config.WarmTabs] pre-created contexts with their tab ready per
+// browser (warm spares), so that a job does not wait the 300–800 ms a new
+// renderer process costs. A spare is made while the browser is idle or right
+// after a job ends, never while the job that took the last one navigates; a
+// job that finds none waits for the one being made, or makes its own.
 //
 // [Pool.Render] navigates, runs the job's actions, and returns the final DOM,
 // a screenshot, the main document's status and headers, and the session state

@@ -31,7 +31,7 @@ type Pool struct {
 	started  bool
 	stopped  bool
 	nextID   int64
-	dirs     []string // user data directories of every browser started
+	dirs     []string // user data directories of the browsers started last
 
 	jobs sync.WaitGroup // Render calls in flight
 	bg   sync.WaitGroup // launchers, watchers, disposers

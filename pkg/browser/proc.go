@@ -49,11 +49,10 @@ type browserProc struct {
 
 // tab is a fresh browser context with one tab in it, used by one job.
 type tab struct {
-	ctx     context.Context // the chromedp context of the tab
-	cancel  context.CancelFunc
-	target  *chromedp.Target
-	bctx    cdp.BrowserContextID
-	created time.Time
+	ctx    context.Context // the chromedp context of the tab
+	cancel context.CancelFunc
+	target *chromedp.Target
+	bctx   cdp.BrowserContextID
 }
 
 // allocatorOptions are the exec allocator options of a browser with the
@@ -158,6 +157,9 @@ func (p *Pool) launch(ctx context.Context) (*browserProc, error) {
 	p.nextID++
 	id := p.nextID
 	p.dirs = append(p.dirs, dir)
+	if len(p.dirs) > maxDirsKept {
+		p.dirs = p.dirs[len(p.dirs)-maxDirsKept:]
+	}
 	p.mu.Unlock()
 
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), p.allocatorOptions(dir)...)
@@ -266,7 +268,7 @@ func (b *browserProc) newTab() (*tab, error) {
 	}
 	b.pool.metrics.contexts.Inc()
 	c := chromedp.FromContext(tctx)
-	t := &tab{ctx: tctx, cancel: cancel, target: c.Target, bctx: c.BrowserContextID, created: time.Now()}
+	t := &tab{ctx: tctx, cancel: cancel, target: c.Target, bctx: c.BrowserContextID}
 	// The jobs find elements with scripts, not with chromedp's DOM mirror:
 	// turn off the domains that mirror the DOM and the style sheets, which
 	// would cost a message for every change of every page. A tab that is
@@ -462,3 +464,7 @@ func removeAll(dir string) error {
 
 // dataDirPrefix starts the name of every user data directory of a pool.
 const dataDirPrefix = "pagefleet-chrome-"
+
+// maxDirsKept bounds the list of user data directories a pool remembers for
+// its checks of leftover processes.
+const maxDirsKept = 64

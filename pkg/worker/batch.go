@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -191,22 +190,7 @@ func (b *Bulk) Middleware(next asynq.Handler) asynq.Handler {
 	})
 }
 
-var dbgInflight, dbgDone, dbgAcq, dbgNext, dbgRel atomic.Int64
-
-func init() {
-	go func() {
-		for range time.Tick(time.Second) {
-			slog.Info("DBG", "inflight", dbgInflight.Load(), "done", dbgDone.Load(), "acq_us", dbgAcq.Load()/max(1, dbgDone.Load()), "next_us", dbgNext.Load()/max(1, dbgDone.Load()), "rel_us", dbgRel.Load()/max(1, dbgDone.Load()))
-		}
-	}()
-}
-
 func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, next asynq.Handler) error {
-	dbgInflight.Add(1)
-	defer dbgInflight.Add(-1)
-	defer dbgDone.Add(1)
-	t0 := time.Now()
-	defer func() { dbgRel.Add(int64(time.Since(t0) / time.Microsecond)) }()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	// A task on its last attempt is never handed back (asynq would drop it).
@@ -214,7 +198,6 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 	if err != nil {
 		return fmt.Errorf("bulk slot: %w", err)
 	}
-	dbgAcq.Add(int64(time.Since(t0) / time.Microsecond))
 	held := false
 	switch res {
 	case batch.SlotBusy:
@@ -230,9 +213,7 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 	default:
 		held = true
 		stop := b.hold(ctx, p)
-		t1 := time.Now()
 		err = next.ProcessTask(ctx, t)
-		dbgNext.Add(int64(time.Since(t1) / time.Microsecond))
 		stop()
 	}
 	bg := context.WithoutCancel(ctx)

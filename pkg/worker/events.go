@@ -13,9 +13,11 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/webhook"
 )
 
-// FinishHook is told about every job that ended (succeeded, failed or
-// cancelled while running). It may be called more than once for one job
-// (a redelivered task after a crash), so it must be idempotent.
+// FinishHook is told about every job with a webhook or of a batch that
+// ended (succeeded, failed or cancelled while running); other jobs have
+// nothing to report, and the worker saves reading their record back. It may
+// be called more than once for one job (a redelivered task after a crash),
+// so it must be idempotent.
 type FinishHook func(ctx context.Context, p *jobs.RunPayload, job *spec.Job)
 
 // Events sends the job's webhook events.
@@ -45,7 +47,7 @@ func (e *Events) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job
 
 // ended reads the job record and tells the hooks.
 func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) {
-	if len(w.Hooks) == 0 {
+	if len(w.Hooks) == 0 || (p.Request.Webhook == nil && p.BatchID == "") {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)

@@ -56,7 +56,8 @@ type Deps struct {
 	LLM      extract.LLMConfig
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
-	// Hooks are told about every job that ended (webhooks, batches).
+	// Hooks are told about every job with a webhook or of a batch that
+	// ended (see FinishHook).
 	Hooks []FinishHook
 	// Identities holds the identity profiles jobs name (nil: a store on Redis).
 	Identities *identity.Store
@@ -226,6 +227,24 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.Sessions.ObserveWait(time.Since(p.AcceptedAt))
 	}
 
+	// The job can be cancelled from here on: a cancel that reaches the
+	// record before Start makes Start refuse the job, and one that comes
+	// later finds the job in w.running, so no status read is needed after
+	// Start.
+	jobCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w.mu.Lock()
+	w.running[p.JobID] = cancel
+	if w.draining {
+		cancel(errStopping)
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, p.JobID)
+		w.mu.Unlock()
+	}()
+
 	stopped, err := w.Jobs.Start(ctx, p.JobID, retried+1)
 	if err != nil {
 		w.unlock(lease, false)
@@ -248,31 +267,13 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.queueWait.Observe(time.Since(p.AcceptedAt).Seconds())
 	}
 
-	jobCtx := ctx
-	var stopHold func()
 	if lease != nil {
-		jobCtx, stopHold = w.Sessions.Hold(ctx, lease)
+		var stopHold func()
+		jobCtx, stopHold = w.Sessions.Hold(jobCtx, lease)
 		defer stopHold()
 	}
-	jobCtx, cancel := context.WithCancelCause(jobCtx)
-	defer cancel(nil)
-	w.mu.Lock()
-	w.running[p.JobID] = cancel
-	if w.draining {
-		cancel(errStopping)
-	}
-	w.mu.Unlock()
 	w.inflight.Inc()
-	defer func() {
-		w.mu.Lock()
-		delete(w.running, p.JobID)
-		w.mu.Unlock()
-		w.inflight.Dec()
-	}()
-	// A cancel that arrived between Start and the registration above.
-	if st, _ := w.Jobs.Status(ctx, p.JobID); st == spec.StatusCancelled {
-		cancel(errCancelled)
-	}
+	defer w.inflight.Dec()
 
 	log.Info("job started", "attempt", retried+1, "url", p.Request.URL)
 	start := time.Now()
