@@ -50,15 +50,18 @@ func BenchmarkRenderBare(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				ctx := benchCtx(b, 10*time.Minute)
-				var total time.Duration
+				var total, cpu time.Duration
 				for b.Loop() {
+					c0 := treeCPU(bare.pid) + selfCPU()
 					d, err := bare.run(ctx, partPages, conc, k.url, k.mark, reuse)
 					if err != nil {
 						b.Fatal(err)
 					}
+					cpu += treeCPU(bare.pid) + selfCPU() - c0
 					total += d
 				}
 				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
+				b.ReportMetric(cpu.Seconds()*1000/float64(partPages*b.N), "cpu-ms/page")
 			})
 		}
 	}
@@ -129,17 +132,20 @@ func BenchmarkRenderPool(b *testing.B) {
 					b.Fatal(err)
 				}
 				time.Sleep(500 * time.Millisecond) // let warm contexts be made
-				var total time.Duration
+				var total, cpu time.Duration
 				it := 0
 				for b.Loop() {
+					c0 := treeCPU(pool.PIDs()...) + selfCPU()
 					d, err := render(partPages, 100*it)
 					if err != nil {
 						b.Fatal(err)
 					}
+					cpu += treeCPU(pool.PIDs()...) + selfCPU() - c0
 					total += d
 					it++
 				}
 				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
+				b.ReportMetric(cpu.Seconds()*1000/float64(partPages*b.N), "cpu-ms/page")
 			})
 		}
 	}

@@ -764,7 +764,7 @@ func TestChaosRedisRestart(t *testing.T) {
 			if c != nil {
 				v = c.Value
 			}
-			html(`<html><body>keep=` + v + `</body></html>`)(w, r)
+			html(`<html><body>keep=`+v+`</body></html>`)(w, r)
 		},
 		"/cancelme": func(w http.ResponseWriter, r *http.Request) {
 			select {

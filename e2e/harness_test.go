@@ -389,7 +389,8 @@ func chromiumUnder(dir string) []int {
 		// A zombie has an empty command line, so it never matches here:
 		// zombies are found through their parent (zombiesUnder) or by the
 		// pids seen earlier (procTracker), both in chaos_test.go.
-		if strings.Contains(string(cl), "chrom") && strings.Contains(string(cl), dir) {
+		// dir + "/": another worker's TMPDIR may start with this one's name.
+		if strings.Contains(string(cl), "chrom") && strings.Contains(string(cl), dir+"/") {
 			out = append(out, n)
 		}
 	}

@@ -266,7 +266,7 @@ func TestChaosLoad(t *testing.T) {
 	// Every accepted job ends, and the tenants' jobs are exactly the
 	// accepted ones: none lost, none made by a refused request.
 	for key, ids := range accepted {
-		all := e.settle(t, key, 120*time.Second)
+		all := e.settle(t, key, 120*time.Second+time.Duration(len(ids))*20*time.Millisecond)
 		want := map[string]bool{}
 		for _, id := range ids {
 			want[id] = true

@@ -171,8 +171,11 @@ document.getElementById('out').className = 'done';">go</button><p id="out"></p><
 			failures = append(failures, fmt.Sprintf("job %d (%s): unexpected result", o.i, o.job.ID))
 		}
 		if d%100 == 0 {
-			samples = append(samples, e.soakSample(t, d, start))
+			sm := e.soakSample(t, d, start)
+			samples = append(samples, sm)
 			tr.observe(e.WorkerChromium(0))
+			t.Logf("soak: %d/%d jobs after %s: %d chromium processes, heap %.1f MiB, %d goroutines, worker+Chrome RSS %d MiB",
+				d, n, sm.at.Round(time.Second), sm.chromium, sm.heapMiB, sm.goroutines, (sm.workerRSS+sm.chromeRSS)>>10)
 		}
 	}
 	elapsed := time.Since(start)
