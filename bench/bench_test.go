@@ -551,11 +551,18 @@ func BenchmarkSubmitLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	const rate = 1000
+	pids := []int{e.api.cmd.Process.Pid, e.redis.Process.Pid, e.worker.cmd.Process.Pid}
+	delayed0 := e.infoField(ctx, "persistence", "aof_delayed_fsync")
+	cpu0 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
+	t0 := time.Now()
 	wait := []func(){e.api.profile(profileDir, "submit", 3*time.Second), e.worker.profile(profileDir, "submit", 3*time.Second)}
 	m := attack(rate, 3*time.Second)
+	took := time.Since(t0).Seconds()
+	cpu1 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
 	for _, w := range wait {
 		w()
 	}
+	delayed := e.infoField(ctx, "persistence", "aof_delayed_fsync") - delayed0
 	b.ReportMetric(float64(m.Latencies.P50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(m.Latencies.P99.Microseconds())/1000, "p99-ms")
 	codes := make([]string, 0, len(m.StatusCodes))
@@ -576,8 +583,24 @@ func BenchmarkSubmitLatency(b *testing.B) {
 		baseline: fmt.Sprintf("max %s", ms(m.Latencies.Max)),
 		target:   "< 10 ms",
 	})
-	note("submit latency: %d requests, success %.1f%%, status %s, p90 %s, p95 %s, mean %s", m.Requests, m.Success*100,
-		strings.Join(codes, " "), ms(m.Latencies.P90), ms(m.Latencies.P95), ms(m.Latencies.Mean))
+	cpuPct := func(i int) float64 { return (cpu1[i] - cpu0[i]).Seconds() / took * 100 }
+	record(figure{
+		name:     fmt.Sprintf("CPU at %d submits/s (api / redis-server / worker running the jobs)", rate),
+		value:    fmt.Sprintf("%.0f%% / %.0f%% / %.0f%%", cpuPct(0), cpuPct(1), cpuPct(2)),
+		baseline: "of one core; 2 cores",
+		target:   "",
+	})
+	note("submit latency: %d requests, success %.1f%%, status %s, p90 %s, p95 %s, mean %s; this process (vegeta, site) used %.0f%% of a core; Redis AOF writes that waited for a slow fsync: %d",
+		m.Requests, m.Success*100, strings.Join(codes, " "), ms(m.Latencies.P90), ms(m.Latencies.P95), ms(m.Latencies.Mean), cpuPct(3), delayed)
+	if lat, err := e.rdb.Do(ctx, "LATENCY", "LATEST").Slice(); err == nil && len(lat) > 0 {
+		var ev []string
+		for _, x := range lat {
+			if r, ok := x.([]any); ok && len(r) >= 4 {
+				ev = append(ev, fmt.Sprintf("%v max %v ms", r[0], r[3]))
+			}
+		}
+		note("Redis latency events of 20 ms or more during the run: %s", strings.Join(ev, ", "))
+	}
 	if m.Success < 1 {
 		b.Errorf("submit attack: success %.3f, errors %v", m.Success, m.Errors)
 	}

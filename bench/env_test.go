@@ -110,8 +110,11 @@ func startEnv() (*env, error) {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 	}
-	if v := os.Getenv("PAGEFLEET_WORKER_CONCURRENCY"); v != "" {
-		common = append(common, "PAGEFLEET_WORKER_CONCURRENCY="+v)
+	// Settings a run may change; the baseline uses the same Chrome.
+	for _, name := range []string{"PAGEFLEET_WORKER_CONCURRENCY", "PAGEFLEET_BROWSERS", "PAGEFLEET_CHROME_PATH"} {
+		if v := os.Getenv(name); v != "" {
+			common = append(common, name+"="+v)
+		}
 	}
 	if e.api, err = e.start("api", common); err != nil {
 		e.stop()
@@ -149,9 +152,13 @@ func (e *env) startRedis() error {
 	_, port, _ := net.SplitHostPort(addr)
 	rdir := filepath.Join(e.dir, "redis")
 	os.MkdirAll(rdir, 0o755)
+	aof := "yes"
+	if os.Getenv("PAGEFLEET_BENCH_REDIS_AOF") == "no" {
+		aof = "no"
+	}
 	e.redis = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
-		"--loglevel", "warning")
+		"--save", "", "--appendonly", aof, "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+		"--loglevel", "warning", "--latency-monitor-threshold", "20")
 	e.redis.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := e.redis.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
@@ -411,6 +418,21 @@ func (e *env) commandStats(ctx context.Context) (map[string]int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// infoField reads one numeric field of an INFO section (0 when absent).
+func (e *env) infoField(ctx context.Context, section, field string) int64 {
+	s, err := e.rdb.Info(ctx, section).Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // monitor counts the commands Redis runs while it is on, split into those

@@ -106,9 +106,12 @@ func Start(t testing.TB, opts Options) *Env {
     plan: pro
     api_keys: [%q]
     webhook_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    # Tests submit in bursts; limits are tested with tenants of their own.
+    limits: { requests_per_second: 100000, queued_jobs: 1000000 }
   - id: globex
     plan: enterprise
     api_keys: ["sha256:%x"]
+    limits: { requests_per_second: 100000, queued_jobs: 1000000 }
     webhook_secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
   - id: freebie
     plan: free

@@ -75,6 +75,9 @@ const (
 // come back to their baseline, and its memory with Chrome's stays within a
 // bound.
 func TestSoak(t *testing.T) {
+	// It bounds processes and memory, not time: it may share the machine
+	// with the fault tests, which mostly wait.
+	t.Parallel()
 	n := 200
 	if v := os.Getenv("PAGEFLEET_SOAK_JOBS"); v != "" {
 		var err error

@@ -87,6 +87,9 @@ func (p *Pool) allocatorOptions(dir string) []chromedp.ExecAllocatorOption {
 		{"no-default-browser-check", true},
 		{"disable-sync", true},
 		{"disable-gpu", true},
+		// Software compositing in the browser process rather than in a GPU
+		// process of its own: ≈ 7% less CPU per job (BENCHMARKS.md).
+		{"in-process-gpu", true},
 		{"disable-quic", true},
 		{"mute-audio", true},
 		{"hide-scrollbars", true},
