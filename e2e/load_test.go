@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -156,6 +157,20 @@ func (e *Env) settle(t *testing.T, key string, within time.Duration) map[string]
 			return all
 		}
 		if time.Now().After(deadline) {
+			rdb := e.Redis.Client(t, 0)
+			for id, st := range all {
+				if spec.Terminal(st) {
+					continue
+				}
+				j, _ := e.getJob(key, id)
+				task := map[string]string{}
+				for _, q := range []string{"interactive", "bulk"} {
+					if m := rdb.HGetAll(context.Background(), "asynq:{"+q+"}:t:"+id).Val(); len(m) > 0 {
+						task = map[string]string{"queue": q, "state": m["state"]}
+					}
+				}
+				t.Logf("not ended: %s %s attempts %d created %s started %v; asynq task %v", id, st, j.Attempts, j.CreatedAt.Format("15:04:05.000"), j.StartedAt, task)
+			}
 			t.Fatalf("%d jobs still queued or running after %s", pending, within)
 		}
 		time.Sleep(time.Second)
