@@ -300,8 +300,6 @@ func isBrowserProcess(pid int) bool {
 // Two workers against one Redis share the work; each job runs once.
 func TestTwoWorkersShareWork(t *testing.T) {
 	e := Start(t, Options{Workers: 2, Concurrency: 2})
-	var mu = make(chan struct{}, 1)
-	_ = mu
 	site := NewSite(t, nil)
 	var ids []string
 	for i := 0; i < 30; i++ {

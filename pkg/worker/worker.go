@@ -258,9 +258,6 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 			w.ended(ctx, p)
 		}
 		w.unlock(lease, true)
-		if lease == nil && sid != "" {
-			w.removeFromLine(ctx, p.Tenant, sid, p.JobID)
-		}
 		return nil
 	}
 	if retried == 0 {
