@@ -181,11 +181,13 @@ func (e *Env) settle(t *testing.T, key string, within time.Duration) map[string]
 // loopback and records the latency it holds; past the tenant's limits it
 // sheds load with 429, and with 503 while Redis is down, never with
 // timeouts; at the end every accepted job is accounted for, and no refused
-// one exists. PAGEFLEET_CHAOS=long (make chaos) runs it longer and faster.
+// one exists. PAGEFLEET_CHAOS=long (make chaos) holds the load for a minute.
 func TestChaosLoad(t *testing.T) {
+	// The documented rate (BENCHMARKS.md, "Load"): 100 submits/s with p99
+	// under a second on 2 shared cores.
 	steadyRate, steadyFor := 100, 10*time.Second
 	if chaosLong() {
-		steadyRate, steadyFor = 200, 60*time.Second
+		steadyFor = 60 * time.Second
 	}
 	dir := t.TempDir()
 	tenants := filepath.Join(dir, "load-tenants.yaml")

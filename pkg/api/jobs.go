@@ -99,7 +99,9 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		p := &jobs.RunPayload{JobID: id, Tenant: t.ID, Kind: kind, AcceptedAt: now, Request: req}
 		if err := s.enqueue(ctx, t, p); err != nil {
 			if idem != "" {
-				s.rdb.Del(context.WithoutCancel(ctx), idemKey(t.ID, idem))
+				// Kept, the key would answer 409 to the client's retry for 24 h.
+				k := idemKey(t.ID, idem)
+				s.untilDone("release an Idempotency-Key", id, func(ctx context.Context) error { return s.rdb.Del(ctx, k).Err() })
 			}
 			return err
 		}
@@ -147,14 +149,52 @@ func (s *Server) enqueue(ctx context.Context, t *tenant.Tenant, p *jobs.RunPaylo
 		}
 	}
 	if _, err := s.queue.EnqueueContext(ctx, task); err != nil {
-		if sid != "" {
-			_, _ = s.sessions.Remove(bg, p.Tenant, sid, p.JobID)
-		}
-		_ = s.jobs.Delete(bg, p.Tenant, p.JobID)
-		s.jobs.Release(bg, t.ID, 1)
+		// Take the job back. Left behind, its record would be a queued job
+		// that never runs, holding a place in the tenant's active count and,
+		// for a session job, the session's later jobs back.
+		s.untilDone("take back a job that was not enqueued", p.JobID, func(ctx context.Context) error {
+			if sid != "" {
+				if _, err := s.sessions.Remove(ctx, p.Tenant, sid, p.JobID); err != nil {
+					return err
+				}
+			}
+			return s.jobs.Discard(ctx, p.Tenant, p.JobID)
+		})
 		return err
 	}
 	return nil
+}
+
+// untilDoneFor bounds the retries of untilDone.
+const untilDoneFor = 5 * time.Minute
+
+// untilDone runs undo, an idempotent clean-up after a failed request, and
+// when it fails keeps retrying it in the background for a while: the
+// failure was most often Redis going away, which it usually does briefly.
+func (s *Server) untilDone(what, job string, undo func(context.Context) error) {
+	try := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return undo(ctx)
+	}
+	if try() == nil {
+		return
+	}
+	go func() {
+		deadline := time.Now().Add(untilDoneFor)
+		for delay := 250 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+			time.Sleep(delay)
+			err := try()
+			if err == nil {
+				s.log.Info("clean-up after a failed request done", "what", what, "job", job)
+				return
+			}
+			if time.Now().After(deadline) {
+				s.log.Error("clean-up after a failed request given up", "what", what, "job", job, "err", err)
+				return
+			}
+		}
+	}()
 }
 
 // claimIdempotency records key → id for 24 h; when the key was used before,

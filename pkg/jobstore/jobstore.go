@@ -219,6 +219,22 @@ func (s *Store) Delete(ctx context.Context, tenant, id string) error {
 	return err
 }
 
+var discardScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', KEYS[3]) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`)
+
+// Discard takes back a job whose task was not enqueued: it removes the
+// record and gives back the job's place in the tenant's active count, in
+// one step, and only while the job is still queued (a job a worker started
+// did get its task). Repeating it is harmless.
+func (s *Store) Discard(ctx context.Context, tenant, id string) error {
+	return discardScript.Run(ctx, s.rdb, []string{Key(id), indexKey(tenant), ActiveKey(tenant)}, id).Err()
+}
+
 // BatchKey is the Redis hash of a batch (see pkg/batch). Its counters —
 // queued, running, succeeded, failed, cancelled — are moved by the scripts
 // below in the same step that changes the status of one of its jobs, so
