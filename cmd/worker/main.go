@@ -158,7 +158,8 @@ func run() error {
 	lctx, lcancel := context.WithCancel(context.Background())
 	defer lcancel()
 	go w.CancelListener(lctx)
-	go bulk.Run(lctx) // puts back the jobs of a dead worker's bulk slots
+	go bulk.Run(lctx)                   // puts back the jobs of a dead worker's bulk slots
+	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("asynq: %w", err)
 	}

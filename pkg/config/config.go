@@ -39,6 +39,9 @@ type Config struct {
 	LLMModel        string
 	LLMAPIKey       string
 	ShutdownTimeout time.Duration
+	// SweepInterval is how often a worker ends the jobs whose tasks asynq
+	// archived without an outcome (see worker.Sweep).
+	SweepInterval time.Duration
 	// ReadHeaderTimeout is how long the API waits for a request's headers
 	// before it cuts the client off (slowloris).
 	ReadHeaderTimeout time.Duration
@@ -154,6 +157,9 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	if c.ShutdownTimeout, err = durVar("PAGEFLEET_SHUTDOWN_TIMEOUT", 30*time.Second, 0); err != nil {
+		return nil, err
+	}
+	if c.SweepInterval, err = durVar("PAGEFLEET_SWEEP_INTERVAL", 15*time.Second, 100*time.Millisecond); err != nil {
 		return nil, err
 	}
 	if c.ReadHeaderTimeout, err = durVar("PAGEFLEET_READ_HEADER_TIMEOUT", 10*time.Second, 100*time.Millisecond); err != nil {

@@ -471,6 +471,9 @@ const (
 	CodeCancelled         = "cancelled"
 	CodeExtractionFailed  = "extraction_failed"
 	CodeInternal          = "internal_error"
+	// CodeRetriesExhausted ends a job whose last attempt left no outcome
+	// (its worker died during it, or it could not reach Redis).
+	CodeRetriesExhausted = "retries_exhausted"
 )
 
 // Errorf builds an *Error.

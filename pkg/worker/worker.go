@@ -80,6 +80,7 @@ type Worker struct {
 	busy      prometheus.Counter
 	inflight  prometheus.Gauge
 	queueWait prometheus.Histogram
+	swept     prometheus.Counter
 }
 
 // New builds a worker.
@@ -103,6 +104,8 @@ func New(d Deps) *Worker {
 		inflight: f.NewGauge(prometheus.GaugeOpts{Name: "pagefleet_jobs_running", Help: "Jobs running on this worker."}),
 		queueWait: f.NewHistogram(prometheus.HistogramOpts{Name: "pagefleet_job_queue_wait_seconds", Help: "Time from acceptance to the start of the first attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		swept: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_jobs_swept_total",
+			Help: "Jobs ended as failed (retries_exhausted) because asynq archived their task without an outcome."}),
 	}
 }
 

@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// attemptSite counts the requests per id: the first two attempts hold
+// longer than the job's timeout (a retryable failure), the third holds until
+// the client goes away.
+type attemptSite struct {
+	*Site
+	mu    sync.Mutex
+	n     map[string]int
+	third chan string
+}
+
+func newAttemptSite(t testing.TB) *attemptSite {
+	s := &attemptSite{n: map[string]int{}, third: make(chan string, 8)}
+	s.Site = NewSite(t, map[string]http.HandlerFunc{"/attempt": func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		s.mu.Lock()
+		s.n[id]++
+		n := s.n[id]
+		s.mu.Unlock()
+		d := 10 * time.Second
+		if n >= 3 {
+			s.third <- id
+			d = 10 * time.Minute
+		}
+		select {
+		case <-time.After(d):
+			html(`<html><body>too late</body></html>`)(w, r)
+		case <-r.Context().Done():
+		}
+	}})
+	return s
+}
+
+// checkEndedBySweep checks a job that the sweep ended, its webhook event and
+// that its session's next job ran.
+func checkEndedBySweep(t *testing.T, e *Env, j spec.Job, attempts int, next string, rcv *receiver) {
+	t.Helper()
+	if j.Status != spec.StatusFailed || j.Error == nil || j.Error.Code != spec.CodeRetriesExhausted || j.Attempts != attempts {
+		t.Fatalf("job %s: status %s attempts %d error %+v; want failed, retries_exhausted, %d attempts", j.ID, j.Status, j.Attempts, j.Error, attempts)
+	}
+	t.Logf("ended: %s", j.Error.Message)
+	if n := e.Wait(keyA, next, 60*time.Second); n.Status != spec.StatusSucceeded {
+		t.Errorf("the session's next job: %s %+v (its line was not freed)", n.Status, n.Error)
+	}
+	var evs []map[string]any
+	waitFor(30*time.Second, func() bool { evs, _, _ = rcv.snapshot(); return len(evs) >= 1 })
+	time.Sleep(time.Second) // a duplicate would come now
+	evs, _, rejected := rcv.snapshot()
+	if len(evs) != 1 || rejected != 0 {
+		t.Fatalf("webhook: %d events (%d rejected), want one job.failed", len(evs), rejected)
+	}
+	data, _ := evs[0]["data"].(map[string]any)
+	errObj, _ := data["error"].(map[string]any)
+	if evs[0]["type"] != "job.failed" || data["id"] != j.ID || errObj["code"] != spec.CodeRetriesExhausted {
+		t.Errorf("event = %v", evs[0])
+	}
+}
+
+// The worker running a job's last attempt is killed with SIGKILL. asynq's
+// recoverer on another worker finds the lease lapsed and, the retries used
+// up, archives the task without any handler seeing it again; the sweep then
+// ends the job as failed (retries_exhausted), sends job.failed, and frees
+// the job's session line so the session's next job runs. Without the sweep
+// the job stays running until its record expires and the session is stuck.
+func TestChaosLastAttemptLost(t *testing.T) {
+	t.Parallel()
+	e := Start(t, Options{Workers: 1, Concurrency: 2, Env: []string{"PAGEFLEET_SWEEP_INTERVAL=500ms", "PAGEFLEET_WEBHOOK_RETRY_SCHEDULE=1s,2s"}})
+	site := newAttemptSite(t)
+	rcv := newReceiver(t, secretA, 0)
+	sess := map[string]any{"id": "last-attempt"}
+	id := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/attempt?id=lost", "timeout_ms": 3000,
+		"session": sess, "webhook": map[string]any{"url": rcv.URL + "/hook"}})
+	next := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/plain", "session": sess})
+	select {
+	case <-site.third:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the third attempt never started; job %+v", e.Wait(keyA, id, time.Millisecond))
+	}
+	survivor := e.StartWorker()
+	killedAt := time.Now()
+	e.StopWorker(0, syscall.SIGKILL)
+	j := e.Wait(keyA, id, 200*time.Second)
+	t.Logf("the job ended %s after the SIGKILL", j.FinishedAt.Sub(killedAt).Round(100*time.Millisecond))
+	checkEndedBySweep(t, e, j, 3, next, rcv)
+	if v, err := e.workerMetric(survivor, "pagefleet_jobs_swept_total"); err != nil || v != 1 {
+		t.Errorf("pagefleet_jobs_swept_total = %v (%v), want 1", v, err)
+	}
+}
+
+// The short version for make test: the task of a queued session job is
+// archived while no worker runs (as asynq does after a lost last attempt,
+// or an operator in /admin/queues). A worker that starts ends the job
+// within its sweep interval and the session's next job runs.
+func TestArchivedTaskEndsJob(t *testing.T) {
+	t.Parallel()
+	e := Start(t, Options{Workers: 1, Env: []string{"PAGEFLEET_SWEEP_INTERVAL=300ms"}})
+	e.StopWorker(0, syscall.SIGTERM)
+	site := NewSite(t, nil)
+	rcv := newReceiver(t, secretA, 0)
+	sess := map[string]any{"id": "archived"}
+	id := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/plain", "session": sess,
+		"webhook": map[string]any{"url": rcv.URL + "/hook"}})
+	next := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/plain", "session": sess})
+	insp := asynq.NewInspectorFromRedisClient(e.Redis.Client(t, 0))
+	if err := insp.ArchiveTask(jobs.QueueInteractive, id); err != nil {
+		t.Fatal(err)
+	}
+	e.StartWorker()
+	j := e.Wait(keyA, id, 30*time.Second)
+	checkEndedBySweep(t, e, j, 0, next, rcv)
+	if hits := site.Hits("/plain"); hits != 1 {
+		t.Errorf("the site saw %d requests, want 1 (the next job only)", hits)
+	}
+	// The archived task is gone: the job record is what users read.
+	if tasks, err := insp.ListArchivedTasks(jobs.QueueInteractive); err != nil || len(tasks) != 0 {
+		t.Errorf("archived tasks left: %d (%v)", len(tasks), err)
+	}
+}
