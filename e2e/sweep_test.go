@@ -110,6 +110,9 @@ func TestArchivedTaskEndsJob(t *testing.T) {
 	e := Start(t, Options{Workers: 1, Env: []string{"PAGEFLEET_SWEEP_INTERVAL=300ms"}})
 	e.StopWorker(0, syscall.SIGTERM)
 	site := NewSite(t, nil)
+	// A batch whose expansion task is archived before it ran: the sweep
+	// runs it again, and every page of the batch runs.
+	bat, _ := e.SubmitBatch(keyA, map[string]any{"urls": []string{site.URL + "/plain?b=1", site.URL + "/plain?b=2", site.URL + "/plain?b=3"}})
 	rcv := newReceiver(t, secretA, 0)
 	sess := map[string]any{"id": "archived"}
 	id := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/plain", "session": sess,
@@ -119,14 +122,22 @@ func TestArchivedTaskEndsJob(t *testing.T) {
 	if err := insp.ArchiveTask(jobs.QueueInteractive, id); err != nil {
 		t.Fatal(err)
 	}
+	if err := insp.ArchiveTask(jobs.QueueBulk, "expand:"+bat.ID); err != nil {
+		t.Fatal(err)
+	}
 	e.StartWorker()
 	j := e.Wait(keyA, id, 30*time.Second)
 	checkEndedBySweep(t, e, j, 0, next, rcv)
-	if hits := site.Hits("/plain"); hits != 1 {
-		t.Errorf("the site saw %d requests, want 1 (the next job only)", hits)
+	if b, _ := e.WaitBatch(keyA, bat.ID, 200*time.Millisecond, 60*time.Second); b.Status != "completed" || b.Succeeded != 3 {
+		t.Errorf("batch after its archived expansion: %+v", b)
+	}
+	if hits := site.Hits("/plain"); hits != 4 {
+		t.Errorf("the site saw %d requests, want 4 (the session's next job and 3 batch pages; not the archived job)", hits)
 	}
 	// The archived task is gone: the job record is what users read.
-	if tasks, err := insp.ListArchivedTasks(jobs.QueueInteractive); err != nil || len(tasks) != 0 {
-		t.Errorf("archived tasks left: %d (%v)", len(tasks), err)
+	for _, q := range []string{jobs.QueueInteractive, jobs.QueueBulk} {
+		if tasks, err := insp.ListArchivedTasks(q); err != nil || len(tasks) != 0 {
+			t.Errorf("archived %s tasks left: %d (%v)", q, len(tasks), err)
+		}
 	}
 }
