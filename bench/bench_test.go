@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -526,7 +527,8 @@ func BenchmarkWorkerMemory(b *testing.B) {
 }
 
 // BenchmarkSubmitLatency: POST /v1/fetch at a fixed 1 000 requests/s for 3 s
-// (vegeta), with the worker running the jobs meanwhile.
+// (vegeta): once with the worker paused (the API and Redis alone), once with
+// the worker running the jobs meanwhile on the same cores.
 func BenchmarkSubmitLatency(b *testing.B) {
 	e := needEnv(b)
 	ctx := benchCtx(b, 5*time.Minute)
@@ -552,46 +554,72 @@ func BenchmarkSubmitLatency(b *testing.B) {
 	}
 	const rate = 1000
 	pids := []int{e.api.cmd.Process.Pid, e.redis.Process.Pid, e.worker.cmd.Process.Pid}
-	delayed0 := e.infoField(ctx, "persistence", "aof_delayed_fsync")
-	cpu0 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
-	t0 := time.Now()
-	wait := []func(){e.api.profile(profileDir, "submit", 3*time.Second), e.worker.profile(profileDir, "submit", 3*time.Second)}
-	m := attack(rate, 3*time.Second)
-	took := time.Since(t0).Seconds()
-	cpu1 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
-	for _, w := range wait {
-		w()
+	// Twice: with the worker stopped (SIGSTOP; it runs the jobs after), the
+	// API and Redis alone as a deployment with its API on its own machine
+	// sees them; and with the worker running the jobs on the same 2 cores.
+	for _, mode := range []struct{ name, label string }{
+		{"api-alone", "worker paused"},
+		{"with-worker", "worker running the jobs"},
+	} {
+		paused := mode.name == "api-alone"
+		delayed0 := e.infoField(ctx, "persistence", "aof_delayed_fsync")
+		cpu0 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
+		t0 := time.Now()
+		var wait []func()
+		if !paused {
+			wait = []func(){e.api.profile(profileDir, "submit", 3*time.Second), e.worker.profile(profileDir, "submit", 3*time.Second)}
+		}
+		if paused {
+			syscall.Kill(pids[2], syscall.SIGSTOP)
+		}
+		m := attack(rate, 3*time.Second)
+		if paused {
+			syscall.Kill(pids[2], syscall.SIGCONT)
+		}
+		took := time.Since(t0).Seconds()
+		cpu1 := []time.Duration{treeCPU(pids[0]), treeCPU(pids[1]), treeCPU(pids[2]), selfCPU()}
+		for _, w := range wait {
+			w()
+		}
+		delayed := e.infoField(ctx, "persistence", "aof_delayed_fsync") - delayed0
+		if !paused {
+			b.ReportMetric(float64(m.Latencies.P50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(m.Latencies.P99.Microseconds())/1000, "p99-ms")
+		}
+		codes := make([]string, 0, len(m.StatusCodes))
+		for c, n := range m.StatusCodes {
+			codes = append(codes, fmt.Sprintf("%s×%d", c, n))
+		}
+		slices.Sort(codes)
+		ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+		record(figure{
+			name:     fmt.Sprintf("API submit latency p50 at %d req/s (3 s), %s", rate, mode.label),
+			value:    ms(m.Latencies.P50),
+			baseline: fmt.Sprintf("%.0f req/s sent", m.Rate),
+			target:   "",
+		})
+		record(figure{
+			name:     fmt.Sprintf("API submit latency p99 at %d req/s (3 s), %s", rate, mode.label),
+			value:    ms(m.Latencies.P99),
+			baseline: fmt.Sprintf("max %s", ms(m.Latencies.Max)),
+			target:   "< 10 ms",
+		})
+		cpuPct := func(i int) float64 { return (cpu1[i] - cpu0[i]).Seconds() / took * 100 }
+		record(figure{
+			name:     fmt.Sprintf("CPU at %d submits/s, %s (api / redis-server / worker)", rate, mode.label),
+			value:    fmt.Sprintf("%.0f%% / %.0f%% / %.0f%%", cpuPct(0), cpuPct(1), cpuPct(2)),
+			baseline: "of one core; 2 cores",
+			target:   "",
+		})
+		note("submit latency, %s: %d requests, success %.1f%%, status %s, p90 %s, p95 %s, mean %s; this process (vegeta, site) used %.0f%% of a core; Redis AOF writes that waited for a slow fsync: %d",
+			mode.label, m.Requests, m.Success*100, strings.Join(codes, " "), ms(m.Latencies.P90), ms(m.Latencies.P95), ms(m.Latencies.Mean), cpuPct(3), delayed)
+		if m.Success < 1 {
+			b.Errorf("submit attack (%s): success %.3f, errors %v", mode.label, m.Success, m.Errors)
+		}
+		if err := e.drain(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
-	delayed := e.infoField(ctx, "persistence", "aof_delayed_fsync") - delayed0
-	b.ReportMetric(float64(m.Latencies.P50.Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(m.Latencies.P99.Microseconds())/1000, "p99-ms")
-	codes := make([]string, 0, len(m.StatusCodes))
-	for c, n := range m.StatusCodes {
-		codes = append(codes, fmt.Sprintf("%s×%d", c, n))
-	}
-	slices.Sort(codes)
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-	record(figure{
-		name:     fmt.Sprintf("API submit latency p50 at %d req/s (3 s)", rate),
-		value:    ms(m.Latencies.P50),
-		baseline: fmt.Sprintf("%.0f req/s sent", m.Rate),
-		target:   "",
-	})
-	record(figure{
-		name:     fmt.Sprintf("API submit latency p99 at %d req/s (3 s)", rate),
-		value:    ms(m.Latencies.P99),
-		baseline: fmt.Sprintf("max %s", ms(m.Latencies.Max)),
-		target:   "< 10 ms",
-	})
-	cpuPct := func(i int) float64 { return (cpu1[i] - cpu0[i]).Seconds() / took * 100 }
-	record(figure{
-		name:     fmt.Sprintf("CPU at %d submits/s (api / redis-server / worker running the jobs)", rate),
-		value:    fmt.Sprintf("%.0f%% / %.0f%% / %.0f%%", cpuPct(0), cpuPct(1), cpuPct(2)),
-		baseline: "of one core; 2 cores",
-		target:   "",
-	})
-	note("submit latency: %d requests, success %.1f%%, status %s, p90 %s, p95 %s, mean %s; this process (vegeta, site) used %.0f%% of a core; Redis AOF writes that waited for a slow fsync: %d",
-		m.Requests, m.Success*100, strings.Join(codes, " "), ms(m.Latencies.P90), ms(m.Latencies.P95), ms(m.Latencies.Mean), cpuPct(3), delayed)
 	if lat, err := e.rdb.Do(ctx, "LATENCY", "LATEST").Slice(); err == nil && len(lat) > 0 {
 		var ev []string
 		for _, x := range lat {
@@ -600,12 +628,6 @@ func BenchmarkSubmitLatency(b *testing.B) {
 			}
 		}
 		note("Redis latency events of 20 ms or more during the run: %s", strings.Join(ev, ", "))
-	}
-	if m.Success < 1 {
-		b.Errorf("submit attack: success %.3f, errors %v", m.Success, m.Errors)
-	}
-	if err := e.drain(ctx); err != nil {
-		b.Fatal(err)
 	}
 }
 

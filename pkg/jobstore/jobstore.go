@@ -276,6 +276,18 @@ if b and st == 'queued' and redis.call('HGET', 'pf:batch:' .. b, 'cancel') == '1
   redis.call('PUBLISH', ARGV[4], KEYS[1])
   return 'cancelled'
 end
+if KEYS[2] then
+  -- a place among the tenant's running jobs (a lease; see Slot)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local lease = tonumber(ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if not redis.call('ZSCORE', KEYS[2], ARGV[7]) and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+    return 'busy'
+  end
+  redis.call('ZADD', KEYS[2], now + lease, ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], lease * 2)
+end
 if f[3] then
   redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2])
 else
@@ -292,8 +304,33 @@ var errBatchCancelled, _ = json.Marshal(&spec.Error{Code: spec.CodeCancelled, Me
 // stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
 // job may run. A queued job of a cancelled batch is cancelled instead.
 func (s *Store) Start(ctx context.Context, id string, attempt int) (string, error) {
-	res, err := startScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano), attempt,
-		errBatchCancelled, EventsChannel).Text()
+	return s.StartIn(ctx, id, attempt, Slot{})
+}
+
+// Busy is what StartIn returns when the job's slot set is full.
+const Busy = "busy"
+
+// Slot is a place among a tenant's running jobs: a sorted set of job ids
+// scored by the end of their lease (Unix ms, Redis clock). StartIn takes the
+// place in the same script that starts the job, Finish gives it back in the
+// one that ends it; the worker renews the lease while the job runs, so the
+// places of a dead worker free themselves.
+type Slot struct {
+	Key   string // the sorted set; "" or Limit 0: no slot
+	Limit int
+	Lease time.Duration
+}
+
+// StartIn is Start that also takes a place in slot; when the set holds
+// Limit live places already it changes nothing and returns Busy (a job that
+// ended returns its status first).
+func (s *Store) StartIn(ctx context.Context, id string, attempt int, slot Slot) (string, error) {
+	keys := []string{Key(id)}
+	if slot.Key != "" && slot.Limit > 0 {
+		keys = append(keys, slot.Key)
+	}
+	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), attempt,
+		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id).Text()
 	if err != nil {
 		return "", err
 	}
@@ -318,6 +355,7 @@ func (s *Store) Requeue(ctx context.Context, id string) error {
 }
 
 var finishScript = redis.NewScript(batchMoveLua + `
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id')
 local st = f[1]
 if not st then return 'missing' end
@@ -335,6 +373,9 @@ type Outcome struct {
 	Result         *spec.Result
 	Error          *spec.Error
 	SessionUpdated bool
+	// Slot is the running-jobs set to leave (the Key of the Slot StartIn
+	// took); left even when the job had ended already.
+	Slot string
 }
 
 // Finish writes the outcome unless the job already ended (then it returns
@@ -356,8 +397,12 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
 	if o.SessionUpdated {
 		upd = "1"
 	}
-	r, err := finishScript.Run(ctx, s.rdb, []string{Key(id)}, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
-		res, eb, upd, EventsChannel).Text()
+	keys := []string{Key(id)}
+	if o.Slot != "" {
+		keys = append(keys, o.Slot)
+	}
+	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
+		res, eb, upd, EventsChannel, id).Text()
 	if err != nil {
 		return err
 	}

@@ -3,14 +3,13 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/jobs"
-	"github.com/pagefleet/pagefleet/pkg/spec"
+	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
 )
 
@@ -37,21 +36,6 @@ const (
 // the expiry of its lease (Unix milliseconds, Redis clock).
 func RunningKey(tenantID string) string { return "pf:t:" + tenantID + ":running" }
 
-// takeSlotScript drops expired leases, then takes (or renews) a lease for
-// ARGV[2] when the set holds fewer than ARGV[1] members. 1: taken, 0: full.
-var takeSlotScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], lease * 2)
-return 1
-`)
-
 // renewSlotScript extends a lease that is still held (a lapsed one is taken
 // again: the job runs either way).
 var renewSlotScript = redis.NewScript(`
@@ -74,35 +58,53 @@ func TenantRunningLimit(r *tenant.Registry) func(tenantID string) int {
 	}
 }
 
-// takeRunSlot takes a place for p among its tenant's running jobs and
-// returns the function that gives it back. Over the limit it returns
-// ErrTenantBusy — unless the job already ended (cancelled while it waited):
-// then it returns a no-op so that ProcessRun drops the task as usual.
-func (w *Worker) takeRunSlot(ctx context.Context, p *jobs.RunPayload) (release func(), err error) {
+// slotOf is the place p takes among its tenant's running jobs (Limit 0: the
+// tenant has no running_jobs limit).
+func (w *Worker) slotOf(p *jobs.RunPayload) jobstore.Slot {
 	limit := 0
 	if w.RunningLimit != nil {
 		limit = w.RunningLimit(p.Tenant)
 	}
 	if limit <= 0 {
-		return func() {}, nil
+		return jobstore.Slot{}
 	}
-	key := RunningKey(p.Tenant)
-	lease := runLease.Milliseconds()
-	ok, err := takeSlotScript.Run(ctx, w.Redis, []string{key}, limit, p.JobID, lease).Int()
+	return jobstore.Slot{Key: RunningKey(p.Tenant), Limit: limit, Lease: runLease}
+}
+
+// heldSlot is a running job's place among its tenant's running jobs, its
+// lease renewed until release.
+type heldSlot struct {
+	w    *Worker
+	p    *jobs.RunPayload
+	key  string
+	stop func()
+	done chan struct{}
+	left bool // Finish gave the place back
+}
+
+// start starts attempt n of p and, in the same script, takes its place
+// among its tenant's running jobs: one round trip. Over the tenant's
+// running_jobs limit it changes nothing and returns ErrTenantBusy — unless
+// the job already ended (cancelled while it waited): then it returns that
+// status, so that ProcessRun drops the task as usual. The slot is nil when
+// the tenant has no limit or the job does not run.
+func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, n int) (stopped string, slot *heldSlot, err error) {
+	s := w.slotOf(p)
+	stopped, err = w.Jobs.StartIn(ctx, p.JobID, n, s)
 	if err != nil {
-		return nil, fmt.Errorf("running_jobs slot: %w", err)
+		return "", nil, err
 	}
-	if ok == 0 {
-		if st, err := w.Jobs.Status(ctx, p.JobID); err == nil && (st == "" || spec.Terminal(st)) {
-			return func() {}, nil
-		}
-		w.Logger.Debug("tenant at its running_jobs limit; task handed back", "job", p.JobID, "tenant", p.Tenant, "limit", limit)
-		return nil, ErrTenantBusy
+	if stopped == jobstore.Busy {
+		w.Logger.Debug("tenant at its running_jobs limit; task handed back", "job", p.JobID, "tenant", p.Tenant, "limit", s.Limit)
+		return "", nil, ErrTenantBusy
+	}
+	if stopped != "" || s.Key == "" {
+		return stopped, nil, nil
 	}
 	hold, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
+	h := &heldSlot{w: w, p: p, key: s.Key, stop: stop, done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(h.done)
 		t := time.NewTicker(runRenew)
 		defer t.Stop()
 		for {
@@ -111,22 +113,40 @@ func (w *Worker) takeRunSlot(ctx context.Context, p *jobs.RunPayload) (release f
 				return
 			case <-t.C:
 				rctx, cancel := context.WithTimeout(hold, 5*time.Second)
-				if err := renewSlotScript.Run(rctx, w.Redis, []string{key}, p.JobID, lease).Err(); err != nil && hold.Err() == nil {
+				if err := renewSlotScript.Run(rctx, w.Redis, []string{s.Key}, p.JobID, runLease.Milliseconds()).Err(); err != nil && hold.Err() == nil {
 					w.Logger.Warn("renew running_jobs slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
 				}
 				cancel()
 			}
 		}
 	}()
-	return func() {
-		stop()
-		<-done
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := w.Redis.ZRem(rctx, key, p.JobID).Err(); err != nil {
-			w.Logger.Warn("release running_jobs slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
-		}
-	}, nil
+	return "", h, nil
+}
+
+// setKey is the set Finish leaves ("" without a slot).
+func (h *heldSlot) setKey() string {
+	if h == nil {
+		return ""
+	}
+	return h.key
+}
+
+// release stops renewing the lease and gives the place back, unless Finish
+// did (a nil slot is a no-op).
+func (h *heldSlot) release() {
+	if h == nil {
+		return
+	}
+	h.stop()
+	<-h.done
+	if h.left {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.w.Redis.ZRem(rctx, h.key, h.p.JobID).Err(); err != nil {
+		h.w.Logger.Warn("release running_jobs slot", "job", h.p.JobID, "tenant", h.p.Tenant, "err", err)
+	}
 }
 
 // tenantBusyDelay is when a task handed back for its tenant's limit comes

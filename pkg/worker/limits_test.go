@@ -15,13 +15,23 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/tenant"
 )
 
-// newLimitWorker is a worker with only what takeRunSlot uses.
+// newLimitWorker is a worker with only what start uses.
 func newLimitWorker(t *testing.T, limits map[string]int) (*Worker, redis.UniversalClient) {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t, 0)
 	w := &Worker{Deps: Deps{Redis: rdb, Jobs: jobstore.New(rdb, time.Hour), Logger: slog.New(slog.DiscardHandler),
 		RunningLimit: func(id string) int { return limits[id] }}}
 	return w, rdb
+}
+
+// takeRunSlot starts a job's first attempt the way ProcessRun does and
+// returns what gives its place back.
+func (w *Worker) takeRunSlot(ctx context.Context, p *jobs.RunPayload) (func(), error) {
+	_, slot, err := w.start(ctx, p, 1)
+	if err != nil {
+		return nil, err
+	}
+	return slot.release, nil
 }
 
 // queuedJob writes a queued job record so that the job counts as not ended.
@@ -123,7 +133,7 @@ func TestRunningJobsNoLimit(t *testing.T) {
 	w, rdb := newLimitWorker(t, map[string]int{})
 	ctx := context.Background()
 	for i := range 5 {
-		release, err := w.takeRunSlot(ctx, &jobs.RunPayload{JobID: "job_" + string(rune('a'+i)), Tenant: "unknown"})
+		release, err := w.takeRunSlot(ctx, queuedJob(t, w, "unknown", "job_"+string(rune('a'+i))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +143,7 @@ func TestRunningJobsNoLimit(t *testing.T) {
 		t.Error("a tenant without a limit should leave no running set")
 	}
 	w.RunningLimit = nil
-	if _, err := w.takeRunSlot(ctx, &jobs.RunPayload{JobID: "job_z", Tenant: "acme"}); err != nil {
+	if _, err := w.takeRunSlot(ctx, queuedJob(t, w, "acme", "job_z")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -160,5 +170,39 @@ func TestTenantRunningLimit(t *testing.T) {
 	f := TenantRunningLimit(r)
 	if f("a") != tenant.PlanLimits[tenant.PlanFree].RunningJobs || f("b") != 7 || f("nobody") != 0 {
 		t.Fatalf("limits a=%d b=%d nobody=%d", f("a"), f("b"), f("nobody"))
+	}
+}
+
+// The script that writes a job's outcome gives its place back: a job's
+// start and end each cost one round trip, slot included.
+func TestFinishGivesPlaceBack(t *testing.T) {
+	w, rdb := newLimitWorker(t, map[string]int{"acme": 1})
+	ctx := context.Background()
+	p := queuedJob(t, w, "acme", "job_f1")
+	_, slot, err := w.start(ctx, p, 1)
+	if err != nil || slot == nil {
+		t.Fatalf("start: slot %v err %v", slot, err)
+	}
+	if err := w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: "succeeded", Slot: slot.setKey()}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 0 {
+		t.Fatalf("%d places held after Finish", n)
+	}
+	// The next job of the tenant runs at once.
+	if _, next, err := w.start(ctx, queuedJob(t, w, "acme", "job_f2"), 1); err != nil {
+		t.Fatalf("next job: %v", err)
+	} else {
+		next.release()
+	}
+	slot.left = true
+	slot.release()
+	// Finish of a job that had ended already still leaves its place.
+	rdb.ZAdd(ctx, RunningKey("acme"), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "job_f1"})
+	if err := w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: "failed", Slot: RunningKey("acme")}); !errors.Is(err, jobstore.ErrConflict) {
+		t.Fatalf("second Finish: %v, want ErrConflict", err)
+	}
+	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 0 {
+		t.Fatalf("%d places held after a conflicting Finish", n)
 	}
 }

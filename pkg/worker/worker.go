@@ -197,11 +197,6 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
 	log := w.Logger.With("job", p.JobID, "tenant", p.Tenant, "kind", p.Kind)
-	releaseSlot, err := w.takeRunSlot(ctx, p) // the tenant's running_jobs limit
-	if err != nil {
-		return err
-	}
-	defer releaseSlot()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	final := retried >= maxRetry
@@ -248,11 +243,18 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.mu.Unlock()
 	}()
 
-	stopped, err := w.Jobs.Start(ctx, p.JobID, retried+1)
+	// Start takes the job's place among its tenant's running jobs in the
+	// same script (the running_jobs limit).
+	stopped, slot, err := w.start(ctx, p, retried+1)
+	if errors.Is(err, ErrTenantBusy) {
+		w.unlock(lease, false)
+		return err
+	}
 	if err != nil {
 		w.unlock(lease, false)
 		return fmt.Errorf("start job: %w", err)
 	}
+	defer slot.release()
 	if stopped != "" {
 		log.Info("job not run", "status", stopped)
 		if stopped == spec.StatusSucceeded || stopped == spec.StatusFailed {
@@ -318,7 +320,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.unlock(lease, false)
 		return out.err
 	}
-	o := jobstore.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated}
+	o := jobstore.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, Slot: slot.setKey()}
 	if out.err != nil {
 		o.Status, o.Error = spec.StatusFailed, out.err
 	}
@@ -328,6 +330,9 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, jobstore.ErrConflict) {
 		w.unlock(lease, false)
 		return fmt.Errorf("write outcome: %w", err)
+	}
+	if slot != nil {
+		slot.left = true // Finish gave the place back
 	}
 	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
 	if out.err != nil {
