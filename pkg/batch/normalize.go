@@ -53,6 +53,10 @@ func normalizeURL(u *url.URL) (string, error) {
 	v := *u
 	v.Scheme, v.Host, v.Fragment, v.RawFragment = scheme, host, "", ""
 	v.ForceQuery = false
+	// A space is the one character url.Parse leaves raw in a query; browsers
+	// send it as %20, and a raw one at the end would be trimmed from a later
+	// reading of the URL.
+	v.RawQuery = strings.ReplaceAll(v.RawQuery, " ", "%20")
 	if v.Path == "" {
 		v.Path, v.RawPath = "/", ""
 	}

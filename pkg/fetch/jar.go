@@ -151,6 +151,9 @@ func (j *jar) set(u *url.URL, sc *http.Cookie, now time.Time) {
 		return
 	}
 	host := canonicalHost(u)
+	if host == "" || strings.HasPrefix(host, ".") || strings.Contains(host, "..") {
+		return // no valid host name (an empty label): nothing to scope a cookie to
+	}
 	secureOrigin := isSecureScheme(u)
 
 	hostOnly, domain := true, host
