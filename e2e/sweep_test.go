@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -139,5 +143,84 @@ func TestArchivedTaskEndsJob(t *testing.T) {
 		if tasks, err := insp.ListArchivedTasks(q); err != nil || len(tasks) != 0 {
 			t.Errorf("archived %s tasks left: %d (%v)", q, len(tasks), err)
 		}
+	}
+}
+
+// Batch jobs whose tasks are archived while they wait for their tenant's
+// running_bulk_jobs place (the cap is 1 and another page of the batch holds
+// it): the sweep ends them as failed, and the batch — whose last jobs they
+// were — completes, with one batch.completed.
+func TestArchivedBatchJobsEndTheBatch(t *testing.T) {
+	t.Parallel()
+	const key = "pf_test_sweep_bulk_key"
+	file := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`tenants:
+  - id: sweep-bulk
+    plan: pro
+    api_keys: [%q]
+    webhook_secret: %q
+    limits: { running_bulk_jobs: 1 }
+`, key, secretA)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := Start(t, Options{Workers: 1, Env: []string{"PAGEFLEET_SWEEP_INTERVAL=300ms", "PAGEFLEET_TENANTS_FILE=" + file}})
+	site := newSpanSite(t)
+	rcv := newReceiver(t, secretA, 0)
+	ids := []string{"sb1", "sb2", "sb3"}
+	var urls []string
+	for _, id := range ids {
+		urls = append(urls, site.URL+"/span?d=hold&id="+id)
+	}
+	bat, _ := e.SubmitBatch(key, map[string]any{"urls": urls,
+		"webhook": map[string]any{"url": rcv.URL + "/done", "events": []string{"batch.completed"}}})
+	running := ""
+	if !waitFor(30*time.Second, func() bool {
+		for _, id := range ids {
+			if open, _, _ := site.state(id); open == 1 {
+				running = id
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("no page of the batch started")
+	}
+	insp := asynq.NewInspectorFromRedisClient(e.Redis.Client(t, 0))
+	var archived []string
+	for _, j := range e.BatchJobs(key, bat.ID, 100) {
+		if strings.HasSuffix(j.URL, "id="+running) {
+			continue
+		}
+		// The task waits for the bulk place: pending, or in retry between
+		// hand-backs; it cannot be archived while a worker holds it.
+		var err error
+		if !waitFor(15*time.Second, func() bool { err = insp.ArchiveTask(jobs.QueueBulk, j.ID); return err == nil }) {
+			t.Fatalf("archive the task of %s: %v", j.ID, err)
+		}
+		archived = append(archived, j.ID)
+	}
+	site.release(running)
+	b, _ := e.WaitBatch(key, bat.ID, 200*time.Millisecond, 60*time.Second)
+	if b.Status != "completed" || b.Succeeded != 1 || b.Failed != 2 {
+		t.Fatalf("batch = %+v; want completed with 1 succeeded and 2 failed", b)
+	}
+	for _, id := range archived {
+		if j := e.Wait(key, id, time.Second); j.Status != spec.StatusFailed || j.Error == nil || j.Error.Code != spec.CodeRetriesExhausted {
+			t.Errorf("job %s: %s %+v, want failed with retries_exhausted", id, j.Status, j.Error)
+		}
+	}
+	for _, id := range ids {
+		if id != running {
+			if _, _, spans := site.state(id); len(spans) != 0 {
+				t.Errorf("page %s was fetched %d times; its task was archived before it ran", id, len(spans))
+			}
+		}
+	}
+	var evs []map[string]any
+	waitFor(30*time.Second, func() bool { evs, _, _ = rcv.snapshot(); return len(evs) >= 1 })
+	time.Sleep(time.Second)
+	evs, _, rejected := rcv.snapshot()
+	if len(evs) != 1 || rejected != 0 || evs[0]["type"] != "batch.completed" {
+		t.Errorf("webhook events %v (rejected %d); want one batch.completed", evs, rejected)
 	}
 }

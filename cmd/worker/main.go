@@ -102,6 +102,7 @@ func run() error {
 		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
 		Logger:  log, Registry: reg,
 		Hooks:        []worker.FinishHook{events.JobEnded, bulk.JobEnded},
+		Swept:        []func(context.Context, *jobs.RunPayload){bulk.Swept},
 		RunningLimit: worker.TenantRunningLimit(tenants),
 		Identities:   identity.NewStore(rdb, identity.Config{}),
 	})

@@ -706,3 +706,22 @@ func (n *Notifier) Watch(id string) (<-chan struct{}, func()) {
 		}
 	}
 }
+
+// taskField holds the id of the asynq task that now runs a job when it is
+// not the job id: a replacement task put in for a job whose worker died.
+const taskField = "task"
+
+// SetTask records that task now runs job id (see TaskOf).
+func (s *Store) SetTask(ctx context.Context, id, task string) error {
+	return s.rdb.HSet(ctx, Key(id), taskField, task).Err()
+}
+
+// TaskOf returns the id of the asynq task that runs job id: the job id
+// unless a replacement was put in (see SetTask).
+func (s *Store) TaskOf(ctx context.Context, id string) (string, error) {
+	t, err := s.rdb.HGet(ctx, Key(id), taskField).Result()
+	if errors.Is(err, redis.Nil) || t == "" {
+		return id, nil
+	}
+	return t, err
+}

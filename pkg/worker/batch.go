@@ -361,6 +361,14 @@ func (b *Bulk) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job) 
 	}
 }
 
+// Swept settles the batch of a job that the sweep ended (see
+// Worker.Sweep): it may have been the batch's last job.
+func (b *Bulk) Swept(ctx context.Context, p *jobs.RunPayload) {
+	if p.BatchID != "" {
+		b.settle(ctx, p.BatchID, false)
+	}
+}
+
 // pageEvent enqueues batch.page for job once: its webhook-id is derived
 // from the job, its attempts are logged under the batch.
 func (b *Bulk) pageEvent(ctx context.Context, m *batch.Batch, job *spec.Job) error {
@@ -679,7 +687,13 @@ func (b *Bulk) requeueLapsed(ctx context.Context, tenantID, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.cfg.Queue.EnqueueContext(ctx, task, asynq.TaskID(id+"-r"+strconv.FormatInt(time.Now().UnixMilli(), 36))); err != nil {
+	taskID := id + "-r" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	if _, err := b.cfg.Queue.EnqueueContext(ctx, task, asynq.TaskID(taskID)); err != nil {
+		return err
+	}
+	// The old task may still reach asynq's archive; the sweep leaves the
+	// job to this one.
+	if err := b.cfg.Jobs.SetTask(ctx, id, taskID); err != nil {
 		return err
 	}
 	b.reaped.Inc()

@@ -97,6 +97,11 @@ func (w *Worker) endArchived(ctx context.Context, t *asynq.TaskInfo) (int, error
 	if err != nil || p.JobID == "" {
 		return 0, nil // nothing to end; the task is deleted
 	}
+	if cur, err := w.Jobs.TaskOf(ctx, p.JobID); err != nil {
+		return 0, fmt.Errorf("task of job %s: %w", p.JobID, err)
+	} else if cur != t.ID {
+		return 0, nil // a replacement task runs the job now
+	}
 	why := t.LastErr
 	if why == "" {
 		why = "archived by an operator"
@@ -121,6 +126,9 @@ func (w *Worker) endArchived(ctx context.Context, t *asynq.TaskInfo) (int, error
 	}
 	if n == 1 {
 		w.ended(ctx, p)
+		for _, h := range w.Swept {
+			h(context.WithoutCancel(ctx), p)
+		}
 	}
 	return n, nil
 }

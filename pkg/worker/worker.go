@@ -59,6 +59,9 @@ type Deps struct {
 	// Hooks are told about every job with a webhook or of a batch that
 	// ended (see FinishHook).
 	Hooks []FinishHook
+	// Swept are told about every job the sweep ended, after Hooks (see
+	// Sweep).
+	Swept []func(ctx context.Context, p *jobs.RunPayload)
 	// Identities holds the identity profiles jobs name (nil: a store on Redis).
 	Identities *identity.Store
 	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
