@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -228,43 +227,21 @@ func BenchmarkPlainFetch(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxIdleConns: conc}}
 	defer client.CloseIdleConnections()
 	bareLoop := func(n, offset int) (time.Duration, error) {
-		var next atomic.Int64
-		var firstErr error
-		var mu sync.Mutex
-		start := time.Now()
-		var wg sync.WaitGroup
-		for w := 0; w < conc; w++ {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					err := func() error {
-						resp, err := client.Get(articleURL(offset + i))
-						if err != nil {
-							return err
-						}
-						defer resp.Body.Close()
-						var sb strings.Builder
-						if _, err := ioCopy(&sb, resp); err != nil {
-							return err
-						}
-						if resp.StatusCode != 200 || !strings.Contains(sb.String(), "<h1>Article") {
-							return fmt.Errorf("article: %d", resp.StatusCode)
-						}
-						return nil
-					}()
-					if err != nil {
-						mu.Lock()
-						firstErr = err
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		wg.Wait()
-		return time.Since(start), firstErr
+		return loop(n, conc, func(i int) error {
+			resp, err := client.Get(articleURL(offset + i))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var sb strings.Builder
+			if _, err := ioCopy(&sb, resp); err != nil {
+				return err
+			}
+			if resp.StatusCode != 200 || !strings.Contains(sb.String(), "<h1>Article") {
+				return fmt.Errorf("article: %d", resp.StatusCode)
+			}
+			return nil
+		})
 	}
 	req := func(i int) map[string]any {
 		return map[string]any{"url": articleURL(i), "render_js": false, "output": []string{"html"}}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -484,68 +485,42 @@ func (e *env) monitor(ctx context.Context) (stop func() (client, script map[stri
 	}, nil
 }
 
-// treeMemory sums the proportional set size (PSS, shared pages divided among
-// the processes that share them) and the RSS of pid and all its descendants,
-// in bytes.
-func treeMemory(pid int) (pss, rss int64, procs int) {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		n, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || i+2 >= len(s) {
-			continue
-		}
-		f := strings.Fields(s[i+2:])
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		children[pp] = append(children[pp], n)
-	}
-	stack := []int{pid}
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		stack = append(stack, children[p]...)
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/smaps_rollup")
-		if err != nil {
-			continue
-		}
-		procs++
-		for _, line := range strings.Split(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 2 {
-				continue
+// loop runs do(0) … do(n-1) on conc goroutines and returns the elapsed
+// time and the errors, joined.
+func loop(n, conc int, do func(i int) error) (time.Duration, error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var errs []error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := do(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
 			}
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			switch f[0] {
-			case "Pss:":
-				pss += kb << 10
-			case "Rss:":
-				rss += kb << 10
-			}
-		}
+		})
 	}
-	return pss, rss, procs
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
 }
 
-// treeCPU returns the CPU time (user + system) of pid and its descendants,
-// with the children they already reaped.
-func treeCPU(pids ...int) time.Duration {
-	type st struct {
-		ppid  int
-		ticks int64
-	}
-	all := map[int]st{}
+// procStat is what /proc/<pid>/stat says of a process.
+type procStat struct {
+	ppid  int
+	ticks int64 // utime + stime + cutime + cstime, in USER_HZ
+}
+
+// readProcs reads the stat of every process.
+func readProcs() map[int]procStat {
+	all := map[int]procStat{}
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		n, err := strconv.Atoi(ent.Name())
@@ -571,10 +546,15 @@ func treeCPU(pids ...int) time.Duration {
 			v, _ := strconv.ParseInt(f[k], 10, 64)
 			t += v
 		}
-		all[n] = st{pp, t}
+		all[n] = procStat{pp, t}
 	}
+	return all
+}
+
+// tree returns roots and all their descendants among all.
+func tree(all map[int]procStat, roots ...int) map[int]bool {
 	in := map[int]bool{}
-	for _, p := range pids {
+	for _, p := range roots {
 		in[p] = true
 	}
 	for changed := true; changed; {
@@ -586,8 +566,42 @@ func treeCPU(pids ...int) time.Duration {
 			}
 		}
 	}
+	return in
+}
+
+// treeMemory sums the proportional set size (PSS, shared pages divided among
+// the processes that share them) and the RSS of pid and all its descendants,
+// in bytes.
+func treeMemory(pid int) (pss, rss int64, procs int) {
+	for p := range tree(readProcs(), pid) {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/smaps_rollup")
+		if err != nil {
+			continue
+		}
+		procs++
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "Pss:":
+				pss += kb << 10
+			case "Rss:":
+				rss += kb << 10
+			}
+		}
+	}
+	return pss, rss, procs
+}
+
+// treeCPU returns the CPU time (user + system) of pids and their
+// descendants, with the children they already reaped.
+func treeCPU(pids ...int) time.Duration {
+	all := readProcs()
 	var ticks int64
-	for p := range in {
+	for p := range tree(all, pids...) {
 		ticks += all[p].ticks
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,32 +99,13 @@ func BenchmarkRenderPool(b *testing.B) {
 					pool.Stop(sctx)
 				}()
 				render := func(n, offset int) (time.Duration, error) {
-					var next atomic.Int64
-					var mu sync.Mutex
-					var first error
-					start := time.Now()
-					var wg sync.WaitGroup
-					for w := 0; w < conc; w++ {
-						wg.Go(func() {
-							for {
-								i := int(next.Add(1)) - 1
-								if i >= n {
-									return
-								}
-								res, err := pool.Render(ctx, browser.Request{URL: k.url(offset + i), BlockResources: v.block})
-								if err == nil && !strings.Contains(res.HTML, k.mark) {
-									err = fmt.Errorf("the DOM lacks %q", k.mark)
-								}
-								if err != nil {
-									mu.Lock()
-									first = err
-									mu.Unlock()
-								}
-							}
-						})
-					}
-					wg.Wait()
-					return time.Since(start), first
+					return loop(n, conc, func(i int) error {
+						res, err := pool.Render(ctx, browser.Request{URL: k.url(offset + i), BlockResources: v.block})
+						if err == nil && !strings.Contains(res.HTML, k.mark) {
+							err = fmt.Errorf("the DOM lacks %q", k.mark)
+						}
+						return err
+					})
 				}
 				if _, err := render(conc, 0); err != nil { // warm up
 					b.Fatal(err)

@@ -267,30 +267,15 @@ func (b *Bulk) linksPending(ctx context.Context, p *jobs.RunPayload) bool {
 
 // hold renews the job's slot while it runs.
 func (b *Bulk) hold(ctx context.Context, p *jobs.RunPayload) (stop func()) {
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(b.cfg.SlotLease / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-t.C:
-				rctx, rcancel := context.WithTimeout(hctx, 5*time.Second)
-				ok, err := b.store.RenewSlot(rctx, p.Tenant, p.JobID, b.cfg.SlotLease)
-				rcancel()
-				switch {
-				case err != nil && hctx.Err() == nil:
-					b.cfg.Logger.Warn("renew bulk slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
-				case err == nil && !ok:
-					b.cfg.Logger.Warn("bulk slot lapsed while the job ran; it may run twice", "job", p.JobID, "tenant", p.Tenant)
-				}
-			}
+	return renewEvery(ctx, b.cfg.SlotLease/4, func(rctx context.Context) {
+		ok, err := b.store.RenewSlot(rctx, p.Tenant, p.JobID, b.cfg.SlotLease)
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			b.cfg.Logger.Warn("renew bulk slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
+		case err == nil && !ok:
+			b.cfg.Logger.Warn("bulk slot lapsed while the job ran; it may run twice", "job", p.JobID, "tenant", p.Tenant)
 		}
-	}()
-	return func() { cancel(); <-done }
+	})
 }
 
 // settle completes the batch when nothing of it is left (see ended).

@@ -77,9 +77,8 @@ type heldSlot struct {
 	w    *Worker
 	p    *jobs.RunPayload
 	key  string
-	stop func()
-	done chan struct{}
-	left bool // Finish gave the place back
+	stop func() // stops renewing the lease
+	left bool   // Finish gave the place back
 }
 
 // start starts attempt n of p and, in the same script, takes its place
@@ -101,25 +100,13 @@ func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, n int) (stopped 
 	if stopped != "" || s.Key == "" {
 		return stopped, nil, nil
 	}
-	hold, stop := context.WithCancel(context.WithoutCancel(ctx))
-	h := &heldSlot{w: w, p: p, key: s.Key, stop: stop, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		t := time.NewTicker(runRenew)
-		defer t.Stop()
-		for {
-			select {
-			case <-hold.Done():
-				return
-			case <-t.C:
-				rctx, cancel := context.WithTimeout(hold, 5*time.Second)
-				if err := renewSlotScript.Run(rctx, w.Redis, []string{s.Key}, p.JobID, runLease.Milliseconds()).Err(); err != nil && hold.Err() == nil {
-					w.Logger.Warn("renew running_jobs slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
-				}
-				cancel()
-			}
+	h := &heldSlot{w: w, p: p, key: s.Key}
+	h.stop = renewEvery(ctx, runRenew, func(rctx context.Context) {
+		err := renewSlotScript.Run(rctx, w.Redis, []string{s.Key}, p.JobID, runLease.Milliseconds()).Err()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			w.Logger.Warn("renew running_jobs slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
 		}
-	}()
+	})
 	return "", h, nil
 }
 
@@ -138,7 +125,6 @@ func (h *heldSlot) release() {
 		return
 	}
 	h.stop()
-	<-h.done
 	if h.left {
 		return
 	}
