@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/storage"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -42,7 +43,7 @@ func chromePath() (string, error) {
 	return "", errors.New("no Chrome on PATH")
 }
 
-func startBare() (*bareChrome, error) {
+func startBare(extra ...chromedp.ExecAllocatorOption) (*bareChrome, error) {
 	path, err := chromePath()
 	if err != nil {
 		return nil, err
@@ -52,6 +53,7 @@ func startBare() (*bareChrome, error) {
 		return nil, err
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.UserDataDir(dir))
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, bcancel := chromedp.NewContext(actx)
 	c := &bareChrome{dir: dir, allocCancel: acancel, ctx: bctx, cancel: bcancel}
@@ -157,4 +159,81 @@ func reusePage(tctx context.Context, url string) (string, error) {
 		return err
 	}), chromedp.Navigate("about:blank"))
 	return html, err
+}
+
+// anchors opens n contexts with a window each, kept until stop: the
+// contexts that the reuse variant of BenchmarkContextCost keeps.
+func (c *bareChrome) anchors(n int) (anchors []context.Context, stop func(), err error) {
+	var cancels []context.CancelFunc
+	stop = func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}
+	for range n {
+		actx, cancel := chromedp.NewContext(c.ctx, chromedp.WithNewBrowserContext())
+		cancels = append(cancels, cancel)
+		if err := chromedp.Do(actx); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		anchors = append(anchors, actx)
+	}
+	return anchors, stop, nil
+}
+
+// contexts makes and disposes n contexts with mk from len(anchors)
+// goroutines; each call gets an anchor that no other call uses meanwhile.
+func (c *bareChrome) contexts(n int, anchors []context.Context, mk func(anchor context.Context) error) (time.Duration, error) {
+	free := make(chan context.Context, len(anchors))
+	for _, a := range anchors {
+		free <- a
+	}
+	return loop(n, len(anchors), func(int) error {
+		a := <-free
+		defer func() { free <- a }()
+		return mk(a)
+	})
+}
+
+func (c *bareChrome) contextOnly(context.Context) error {
+	ctx := c.ctx
+	br := chromedp.FromContext(c.ctx).Browser
+	res, err := cdp.Call(ctx, br, target.CreateBrowserContext, target.CreateBrowserContextParams{})
+	if err != nil {
+		return err
+	}
+	_, err = cdp.Call(ctx, br, target.DisposeBrowserContext, target.DisposeBrowserContextParams{BrowserContextID: res.BrowserContextID})
+	return err
+}
+
+func (c *bareChrome) contextWindow(context.Context) error {
+	tctx, cancel := chromedp.NewContext(c.ctx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	return chromedp.Do(tctx)
+}
+
+func (c *bareChrome) keptContextTab(anchor context.Context) error {
+	tctx, cancel := chromedp.NewContext(anchor, chromedp.WithNewWindow(false))
+	defer cancel()
+	return chromedp.Do(tctx)
+}
+
+func (c *bareChrome) contextHiddenTab(context.Context) error {
+	ctx := c.ctx
+	br := chromedp.FromContext(c.ctx).Browser
+	res, err := cdp.Call(ctx, br, target.CreateBrowserContext, target.CreateBrowserContextParams{})
+	if err != nil {
+		return err
+	}
+	defer cdp.Call(ctx, br, target.DisposeBrowserContext, target.DisposeBrowserContextParams{BrowserContextID: res.BrowserContextID})
+	yes := true
+	tab, err := cdp.Call(ctx, br, target.CreateTarget, target.CreateTargetParams{
+		URL: "about:blank", BrowserContextID: res.BrowserContextID, Hidden: &yes, Background: &yes})
+	if err != nil {
+		return err
+	}
+	tctx, cancel := chromedp.NewContext(c.ctx, chromedp.WithTargetID(tab.TargetID))
+	defer cancel()
+	return chromedp.Do(tctx)
 }

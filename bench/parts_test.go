@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/pagefleet/pagefleet/pkg/browser"
 	"github.com/pagefleet/pagefleet/pkg/config"
 )
@@ -127,5 +129,66 @@ func BenchmarkRenderPool(b *testing.B) {
 				b.ReportMetric(cpu.Seconds()*1000/float64(partPages*b.N), "cpu-ms/page")
 			})
 		}
+	}
+}
+
+// BenchmarkContextCost splits what a job's fresh context costs Chrome, with
+// no page loaded: an off-the-record browser context alone; a context with a
+// tab in a window of its own (what a job gets, and what the bare loop makes);
+// a tab opened in the existing window of a context that is kept (the reuse
+// alternative); and a hidden tab in a fresh context (Target.createTarget
+// hidden: no window, but also no frames: no requestAnimationFrame, no
+// IntersectionObserver, no screenshot). Each on chromedp's default flags and
+// with the flags of pagefleet's pool that change this cost (pkg/browser,
+// allocatorOptions).
+func BenchmarkContextCost(b *testing.B) {
+	conc := partConcurrency(b)
+	for _, fl := range []struct {
+		name string
+		opts []chromedp.ExecAllocatorOption
+	}{
+		{"default-flags", nil},
+		{"pool-flags", []chromedp.ExecAllocatorOption{
+			chromedp.Flag("disable-features", "WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup,SpareRendererForSitePerProcess"),
+			chromedp.Flag("in-process-gpu", true),
+		}},
+	} {
+		b.Run(fl.name, func(b *testing.B) {
+			c, err := startBare(fl.opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.stop()
+			anchors, stopAnchors, err := c.anchors(conc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer stopAnchors()
+			for _, v := range []struct {
+				name string
+				mk   func(anchor context.Context) error
+			}{
+				{"context-only", c.contextOnly},
+				{"context+window", c.contextWindow},
+				{"kept-context+new-tab", c.keptContextTab},
+				{"context+hidden-tab", c.contextHiddenTab},
+			} {
+				b.Run(v.name, func(b *testing.B) {
+					n := 2 * partPages
+					var cpu, total time.Duration
+					for b.Loop() {
+						c0 := treeCPU(c.pid) + selfCPU()
+						d, err := c.contexts(n, anchors, v.mk)
+						if err != nil {
+							b.Fatal(err)
+						}
+						cpu += treeCPU(c.pid) + selfCPU() - c0
+						total += d
+					}
+					b.ReportMetric(float64(n*b.N)/total.Seconds(), "contexts/s")
+					b.ReportMetric(cpu.Seconds()*1000/float64(n*b.N), "cpu-ms/context")
+				})
+			}
+		})
 	}
 }
