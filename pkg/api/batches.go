@@ -62,7 +62,9 @@ type batchAccepted struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func decodeTemplate(raw json.RawMessage) (spec.Request, error) {
+// decodeTemplate decodes a batch's template like a job's body; its field
+// errors are named under "template.".
+func decodeTemplate(raw json.RawMessage) (spec.Request, []spec.FieldError) {
 	var t spec.Request
 	if len(raw) == 0 || string(raw) == "null" {
 		return t, nil
@@ -70,23 +72,17 @@ func decodeTemplate(raw json.RawMessage) (spec.Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&t); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			return t, invalid([]spec.FieldError{{Field: "template." + te.Field, Message: "must be " + jsonKind(te.Type.Kind().String()) + ", not " + te.Value}})
-		case errors.As(err, &te):
-			return t, invalid([]spec.FieldError{{Field: "template", Message: "must be an object"}})
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return t, invalid([]spec.FieldError{{Field: "template." + f, Message: "is not a known field"}})
+		errs, ok := decodeFields(raw, &t, "template.")
+		if !ok {
+			return t, []spec.FieldError{{Field: "template", Message: "must be an object"}}
 		}
-		return t, problem(http.StatusBadRequest, "malformed_json", "template: "+err.Error())
+		return t, errs
 	}
 	return t, nil
 }
 
 // validateBatch checks the whole request before anything is written.
-func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batchBody) (*spec.Request, error) {
+func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batchBody, bodyErrs []spec.FieldError) (*spec.Request, error) {
 	limit := min(batch.MaxURLs, t.Limits.BatchSize)
 	if limit <= 0 {
 		limit = batch.MaxURLs
@@ -96,10 +92,8 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 			fmt.Sprintf("the batch has %d URLs; at most %d are allowed for this tenant", len(body.URLs), limit),
 			spec.FieldError{Field: "urls", Message: fmt.Sprintf("must have at most %d URLs", limit)})
 	}
-	tmpl, err := decodeTemplate(body.Template)
-	if err != nil {
-		return nil, err
-	}
+	tmpl, decodeErrs := decodeTemplate(body.Template)
+	decodeErrs = append(bodyErrs, decodeErrs...)
 	var errs []spec.FieldError
 	switch {
 	case body.Crawl != nil && body.URLs != nil:
@@ -115,7 +109,7 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 	if body.Webhook != nil {
 		errs = append(errs, body.Webhook.Validate("webhook", batch.Events)...)
 	}
-	if len(errs) > 0 {
+	if errs = mergeFieldErrors(decodeErrs, errs); len(errs) > 0 {
 		return nil, invalid(errs)
 	}
 	if p := s.checkFeatures(t, &tmpl); p != nil {
@@ -135,10 +129,11 @@ func (s *Server) createBatch(c echo.Context) error {
 	t := tenantOf(c)
 	ctx := c.Request().Context()
 	var body batchBody
-	if err := decodeJSON(c, s.cfg.MaxBatchBytes, &body); err != nil {
+	bodyErrs, err := decodeJSON(c, s.cfg.MaxBatchBytes, &body)
+	if err != nil {
 		return err
 	}
-	tmpl, err := s.validateBatch(ctx, t, &body)
+	tmpl, err := s.validateBatch(ctx, t, &body, bodyErrs)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,8 @@ func (s *Server) putIdentity(c echo.Context) error {
 	}
 	name := c.Param("name")
 	var body identityBody
-	if err := decodeJSON(c, maxIdentityBytes, &body); err != nil {
+	decodeErrs, err := decodeJSON(c, maxIdentityBytes, &body)
+	if err != nil {
 		return err
 	}
 	p := &identity.Profile{Name: name, UserAgent: body.UserAgent, Locale: body.Locale, Timezone: body.Timezone,
@@ -85,6 +86,7 @@ func (s *Server) putIdentity(c echo.Context) error {
 	if body.Name != nil && *body.Name != name {
 		errs = append(errs, spec.FieldError{Field: "name", Message: "must match the name in the path, " + quoteName(name)})
 	}
+	errs = mergeFieldErrors(decodeErrs, errs)
 	if len(errs) > 0 {
 		return invalid(errs)
 	}

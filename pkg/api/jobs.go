@@ -67,10 +67,11 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 			return err
 		}
 		var req spec.Request
-		if err := decodeJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+		decodeErrs, err := decodeJSON(c, s.cfg.MaxBodyBytes, &req)
+		if err != nil {
 			return err
 		}
-		if errs := req.Validate(kind, ""); len(errs) > 0 {
+		if errs := mergeFieldErrors(decodeErrs, req.Validate(kind, "")); len(errs) > 0 {
 			return invalid(errs)
 		}
 		if p := s.checkFeatures(t, &req); p != nil {

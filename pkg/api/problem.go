@@ -108,24 +108,35 @@ const MaxJSONDepth = 32
 // decodeJSON reads a JSON body of at most limit bytes into v, strictly: the
 // whole body is read first (413 past limit), its nesting is checked with a
 // cheap scan (400 past MaxJSONDepth), then it is decoded with unknown fields
-// refused.
-func decodeJSON(c echo.Context, limit int64, v any) error {
+// refused. A well-formed object with unknown keys or values of the wrong
+// type still fills v with the rest; fieldErrs then names every such field
+// by its JSON path, for the caller to report (422) with its own checks
+// (mergeFieldErrors). err is a problem for a body that is not a JSON object.
+func decodeJSON(c echo.Context, limit int64, v any) (fieldErrs []spec.FieldError, err error) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
 	if err != nil {
-		return jsonProblem(err, limit)
+		return nil, jsonProblem(err, limit)
 	}
 	if jsonDepthOver(body, MaxJSONDepth) {
-		return problem(http.StatusBadRequest, "json_too_deep", fmt.Sprintf("the JSON body nests arrays and objects deeper than %d levels", MaxJSONDepth))
+		return nil, problem(http.StatusBadRequest, "json_too_deep", fmt.Sprintf("the JSON body nests arrays and objects deeper than %d levels", MaxJSONDepth))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonProblem(err, limit)
+		p := jsonProblem(err, limit)
+		if p.Status != http.StatusUnprocessableEntity {
+			return nil, p
+		}
+		errs, ok := decodeFields(body, v, "")
+		if !ok {
+			return nil, p
+		}
+		return errs, nil
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
+		return nil, problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
 	}
-	return nil
+	return nil, nil
 }
 
 // jsonDepthOver reports whether arrays and objects in b nest deeper than max.

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// TestFieldErrorPaths: a 422 names every bad field of the body, each by its
+// JSON path, whether the value has the wrong type, the key is unknown, or a
+// check after decoding refuses it; and it names nothing twice.
+func TestFieldErrorPaths(t *testing.T) {
+	s := newHostileServer(t)
+	for _, tt := range []struct {
+		name, path, body string
+		want             []string
+	}{
+		{"type error inside an array", "/v1/interact",
+			`{"url":"https://example.com","actions":[{"type":"click","selector":"#a"},{"type":"click","selector":5}]}`,
+			[]string{"actions[1].selector"}},
+		{"unknown key inside an array", "/v1/interact",
+			`{"url":"https://example.com","actions":[{"type":"click","selector":"#a","foo":1}]}`,
+			[]string{"actions[0].foo"}},
+		{"a type error does not hide the other bad fields", "/v1/fetch",
+			`{"url":"ftp://x","render_js":"yes","output":["bogus"]}`,
+			[]string{"output[0]", "render_js", "url"}},
+		{"several type errors and an unknown key", "/v1/fetch",
+			`{"url":5,"timeout_ms":"slow","output":"html","webhook":{"url":"https://h.example.com","metadata":[1]},"x":1}`,
+			[]string{"output", "timeout_ms", "url", "webhook.metadata", "x"}},
+		{"an element that is not an object keeps the others' indexes", "/v1/interact",
+			`{"url":"https://example.com","actions":["click",{"type":"click"}]}`,
+			[]string{"actions[0]", "actions[1].selector"}},
+		{"a whole number is wanted", "/v1/fetch",
+			`{"url":"https://example.com","timeout_ms":1.5}`,
+			[]string{"timeout_ms"}},
+		{"batch template and body", "/v1/batches",
+			`{"urls":["https://example.com/"],"template":{"render_js":true,"timeout_ms":"x","actions":[{"type":"click","selector":[]}]},"bogus":true}`,
+			[]string{"bogus", "template.actions[0].selector", "template.timeout_ms"}},
+		{"identity", "/v1/identities/de",
+			`{"user_agent":7,"viewport":{"width":"wide","height":800},"headers":{"X-A":1}}`,
+			[]string{"headers.X-A", "user_agent", "viewport.width"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			method := "POST"
+			if strings.HasPrefix(tt.path, "/v1/identities/") {
+				method = "PUT"
+			}
+			rec := serveHostile(s, method, tt.path, []byte(tt.body), nil)
+			if msg := checkAnswer(rec); msg != "" {
+				t.Fatal(msg)
+			}
+			var p Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != http.StatusUnprocessableEntity {
+				t.Fatalf("%d %s, want 422", rec.Code, rec.Body)
+			}
+			var got []string
+			for _, e := range p.Errors {
+				if e.Message == "" {
+					t.Errorf("%s has no message", e.Field)
+				}
+				got = append(got, e.Field)
+			}
+			sort.Strings(got)
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("fields %v, want %v (%s)", got, tt.want, rec.Body)
+			}
+		})
+	}
+}

@@ -1,0 +1,264 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// decodeFields decodes the JSON object body into v, which points to a
+// struct, without stopping at the first bad field as encoding/json does:
+// every key v's type does not know and every value of the wrong type is
+// returned as a FieldError with its JSON path (prefix, then for example
+// actions[2].selector), and v holds the rest of the body. ok is false when
+// the body is not a JSON object at all; the caller then reports that.
+func decodeFields(body []byte, v any, prefix string) (errs []spec.FieldError, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, false
+	}
+	if _, isObject := tree.(map[string]any); !isObject {
+		return nil, false
+	}
+	var c fieldChecker
+	clean := c.check(prefix, tree, reflect.TypeOf(v).Elem())
+	data, err := json.Marshal(clean)
+	if err != nil {
+		return nil, false
+	}
+	reflect.ValueOf(v).Elem().SetZero() // forget what the first, failed decoding set
+	strict := json.NewDecoder(bytes.NewReader(data))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(v); err != nil {
+		// The check missed something encoding/json refuses: name the
+		// whole body rather than nothing.
+		c.add(strings.TrimSuffix(prefix, "."), err.Error())
+	}
+	return c.errs, true
+}
+
+// fieldChecker walks a decoded JSON value beside the Go type it should fill.
+type fieldChecker struct {
+	errs []spec.FieldError
+}
+
+func (c *fieldChecker) add(path, msg string) {
+	if path == "" {
+		path = "body"
+	}
+	c.errs = append(c.errs, spec.FieldError{Field: path, Message: msg})
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// check reports what in v does not fit t, at path, and returns v without
+// it: a bad key is dropped, a bad array element becomes null (so that the
+// indexes of the others stay as the client sent them).
+func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
+	if v == nil {
+		return nil // null fits anything, as in encoding/json
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
+		if t == reflect.TypeFor[json.RawMessage]() {
+			return v
+		}
+		data, _ := json.Marshal(v)
+		target := reflect.New(t)
+		if err := json.Unmarshal(data, target.Interface()); err != nil {
+			c.add(path, err.Error())
+			return nil
+		}
+		return v
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Interface:
+		return v
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			c.add(path, "must be an object, not "+jsonValueKind(v))
+			return nil
+		}
+		fields := structFields(t)
+		out := make(map[string]any, len(obj))
+		for key, val := range obj {
+			f, ok := fields[key]
+			if !ok {
+				for name, ff := range fields {
+					if strings.EqualFold(name, key) {
+						f, ok = ff, true
+						break
+					}
+				}
+			}
+			if !ok {
+				c.add(join(path, key), "is not a known field")
+				continue
+			}
+			if clean := c.check(join(path, key), val, f.Type); clean != nil || val == nil {
+				out[key] = clean
+			}
+		}
+		return out
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			c.add(path, "must be an object, not "+jsonValueKind(v))
+			return nil
+		}
+		out := make(map[string]any, len(obj))
+		for key, val := range obj {
+			if clean := c.check(join(path, key), val, t.Elem()); clean != nil || val == nil {
+				out[key] = clean
+			}
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		arr, ok := v.([]any)
+		if !ok {
+			c.add(path, "must be an array, not "+jsonValueKind(v))
+			return nil
+		}
+		out := make([]any, len(arr))
+		for i, el := range arr {
+			out[i] = c.check(path+"["+strconv.Itoa(i)+"]", el, t.Elem())
+		}
+		return out
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			c.add(path, "must be a string, not "+jsonValueKind(v))
+			return nil
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			c.add(path, "must be a boolean, not "+jsonValueKind(v))
+			return nil
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := v.(json.Number)
+		if !ok {
+			c.add(path, "must be a number, not "+jsonValueKind(v))
+			return nil
+		}
+		i, err := strconv.ParseInt(n.String(), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowInt(i) {
+			c.add(path, "must be a whole number in range, not "+n.String())
+			return nil
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(json.Number)
+		if !ok {
+			c.add(path, "must be a number, not "+jsonValueKind(v))
+			return nil
+		}
+		u, err := strconv.ParseUint(n.String(), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowUint(u) {
+			c.add(path, "must be a whole number in range, not "+n.String())
+			return nil
+		}
+	case reflect.Float32, reflect.Float64:
+		n, ok := v.(json.Number)
+		if !ok {
+			c.add(path, "must be a number, not "+jsonValueKind(v))
+			return nil
+		}
+		f, err := n.Float64()
+		if err != nil || (t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32) {
+			c.add(path, "must be a number in range, not "+n.String())
+			return nil
+		}
+	}
+	return v
+}
+
+// structFields maps the JSON names of t's fields (and of its embedded
+// structs' fields) to the fields.
+func structFields(t reflect.Type) map[string]reflect.StructField {
+	out := map[string]reflect.StructField{}
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n, ef := range structFields(ft) {
+					if _, taken := out[n]; !taken {
+						out[n] = ef
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	if strings.HasSuffix(path, ".") {
+		return path + key
+	}
+	return path + "." + key
+}
+
+func jsonValueKind(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number (" + v.String() + ")"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return "null"
+}
+
+// mergeFieldErrors returns decodeErrs followed by the errors of later
+// checks, leaving out those about a field at or under a path that already
+// has a decoding error (its value was dropped, so "is required" and the
+// like would only repeat it).
+func mergeFieldErrors(decodeErrs, later []spec.FieldError) []spec.FieldError {
+	out := append([]spec.FieldError(nil), decodeErrs...)
+	for _, e := range later {
+		covered := false
+		for _, d := range decodeErrs {
+			if e.Field == d.Field || strings.HasPrefix(e.Field, d.Field+".") || strings.HasPrefix(e.Field, d.Field+"[") {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, e)
+		}
+	}
+	return out
+}
