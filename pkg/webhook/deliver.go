@@ -32,7 +32,6 @@ const (
 	OutcomeRetry     = "retry"     // failed, will be retried
 	OutcomeFailed    = "failed"    // failed, no retry left (or undeliverable)
 	OutcomeBlocked   = "blocked"   // the egress policy refused the address
-	OutcomeGone      = "gone"      // 410 Gone: the receiver asked to stop
 )
 
 // maxResponseBody is how much of a receiver's answer is read (and thrown
@@ -132,7 +131,7 @@ func NewDeliverer(cfg Config) *Deliverer {
 		Name: "pagefleet_webhook_deliveries_total",
 		Help: "Webhook delivery attempts by outcome (delivered, retry, failed, blocked, gone).",
 	}, []string{"outcome"}))
-	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeBlocked, OutcomeGone} {
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeBlocked} {
 		d.outcomes.WithLabelValues(o)
 	}
 	d.seconds = register(cfg.Registerer, prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -206,7 +205,7 @@ func (d *Deliverer) RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 // ProcessTask delivers one event: one attempt per call, recorded in the
 // owner's delivery log. It returns nil when delivered, an error wrapping
 // asynq.SkipRetry when retrying cannot help (bad payload, unknown tenant,
-// blocked address, 410 Gone) and a plain error for a retry.
+// blocked address) and a plain error for a retry.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := DecodeDeliver(t.Payload())
 	if err != nil {
@@ -269,8 +268,6 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		switch {
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
 			outcome = OutcomeDelivered
-		case resp.StatusCode == http.StatusGone:
-			outcome, result = OutcomeGone, fmt.Errorf("webhook %s: receiver answered 410 Gone: %w", p.WebhookID, asynq.SkipRetry)
 		default:
 			if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 				a.Error = ErrorRedirect

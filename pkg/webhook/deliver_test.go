@@ -256,23 +256,27 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 }
 
-func TestGoneStopsRetrying(t *testing.T) {
+// 410 Gone is a failure like any other non-2xx answer: retried (the
+// contract retries every non-2xx answer for up to 24 h).
+func TestGoneIsRetried(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Config{})
-	rc := newReceiver(t, status(http.StatusGone))
-	if err := Enqueue(context.Background(), e.client, &spec.Webhook{URL: rc.URL}, tenantSigned, "job_410", spec.EventJobSucceeded, map[string]int{"n": 1}, nil); err != nil {
+	e := newEnv(t, Config{Schedule: ms(50)})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ hit) {
+		if n == 0 {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	if err := Enqueue(context.Background(), e.client, &spec.Webhook{URL: rc.URL}, tenantSigned, "job_410", spec.EventJobSucceeded, map[string]int{"n": 1}, ms(50)); err != nil {
 		t.Fatal(err)
 	}
-	log := e.waitLog(t, "job_410", 1, 10*time.Second)
-	info := e.waitTask(t, log[0].WebhookID, true)
-	if info.Retried != 0 || log[0].StatusCode != http.StatusGone {
-		t.Fatalf("task %+v, log %+v", info, log)
+	log := e.waitLog(t, "job_410", 2, 10*time.Second)
+	if log[0].StatusCode != http.StatusGone || log[1].StatusCode != http.StatusOK || log[0].WebhookID != log[1].WebhookID {
+		t.Fatalf("log %+v", log)
 	}
-	if n := len(rc.got()); n != 1 {
-		t.Fatalf("receiver got %d requests", n)
-	}
-	if n := e.outcome(t, OutcomeGone); n != 1 {
-		t.Fatalf("gone = %v", n)
+	if r, d := e.outcome(t, OutcomeRetry), e.outcome(t, OutcomeDelivered); r != 1 || d != 1 {
+		t.Fatalf("retry=%v delivered=%v", r, d)
 	}
 }
 

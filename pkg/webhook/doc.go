@@ -7,8 +7,8 @@
 // attempt POSTs the same body with the same webhook-id, a fresh
 // webhook-timestamp and a signature over "id.timestamp.body" made with the
 // tenant's webhook_secret, through the egress policy's dialer. A 2xx answer
-// delivers the event; 410 Gone and a blocked address stop it; anything else
-// (other statuses, redirects, which are never followed, timeouts, connection
+// delivers the event; a blocked address stops it; anything else (other
+// statuses, 410 included, redirects, which are never followed, timeouts, connection
 // errors) is retried on the configured schedule, or later when the receiver
 // asks so with Retry-After. Every attempt is appended to the delivery log of
 // the job or batch it belongs to, which [Deliveries] reads.
