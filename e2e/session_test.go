@@ -304,6 +304,9 @@ func TestSessionTTLAndSizeCap(t *testing.T) {
 			}
 			fmt.Fprint(w, "<html><body>set</body></html>")
 		},
+		"/loop": func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		},
 		"/show": func(w http.ResponseWriter, r *http.Request) {
 			c, _ := r.Cookie("c")
 			v := "none"
@@ -315,9 +318,18 @@ func TestSessionTTLAndSizeCap(t *testing.T) {
 	})
 	sess := map[string]string{"id": "short"}
 	e.Run(keyA, "fetch", map[string]any{"url": site.URL + "/set?v=one", "session": sess})
-	for i := 0; i < 3; i++ { // used every 2 s: stays alive past the 4 s TTL
+	// Used every 2 s, it stays alive past the 4 s TTL; a job that fails
+	// uses it too: after two failed uses in a row (6 s after the last
+	// successful one) the state is still there.
+	for i, path := range []string{"/show", "/loop", "/loop", "/show"} {
 		time.Sleep(2 * time.Second)
-		j := e.Run(keyA, "fetch", map[string]any{"url": site.URL + "/show", "session": sess})
+		j := e.Run(keyA, "fetch", map[string]any{"url": site.URL + path, "session": sess})
+		if path == "/loop" {
+			if j.Status != spec.StatusFailed || j.Error == nil || j.Error.Code != spec.CodeTooManyRedirects {
+				t.Fatalf("use %d: %s %+v, want failed too_many_redirects", i, j.Status, j.Error)
+			}
+			continue
+		}
 		if !contains(j.Result.HTML, "cookie=one") {
 			t.Fatalf("use %d: session lost while in use: %s", i, *j.Result.HTML)
 		}

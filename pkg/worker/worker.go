@@ -475,6 +475,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 			next = br.State
 		}
 		if jerr != nil && br == nil {
+			w.touchSession(ctx, lease) // a failed job used the session too
 			return runOutcome{err: jerr}
 		}
 	} else {
@@ -484,6 +485,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		}
 		fr, err := w.Fetcher.Do(runCtx, freq)
 		if err != nil {
+			w.touchSession(ctx, lease) // a failed job used the session too
 			return runOutcome{err: asJobError(err, runCtx)}
 		}
 		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
@@ -511,10 +513,19 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		default:
 			out.updated, out.saved = changed, true
 		}
-	} else if lease != nil {
-		_ = w.Sessions.Touch(context.WithoutCancel(ctx), lease)
+	} else {
+		w.touchSession(ctx, lease)
 	}
 	return out
+}
+
+// touchSession restarts the expiry clock of the session of lease (if any)
+// after a job that did not save its state: every job of a session counts as
+// a use, whatever its outcome.
+func (w *Worker) touchSession(ctx context.Context, lease *session.Lease) {
+	if lease != nil {
+		_ = w.Sessions.Touch(context.WithoutCancel(ctx), lease)
+	}
 }
 
 // outputs fills the requested outputs from the page's HTML.
