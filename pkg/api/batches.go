@@ -328,6 +328,10 @@ func (s *Server) batchCompleted(ctx context.Context, id string) error {
 // ndjsonChunk is how many jobs one round trip of the NDJSON stream reads.
 const ndjsonChunk = 250
 
+// streamChunkTimeout is how long the NDJSON stream may take to write one
+// chunk to the client.
+const streamChunkTimeout = time.Minute
+
 // batchJobs pages through the batch's jobs in order (the cursor is an
 // index), or streams them all as NDJSON when asked with Accept:
 // application/x-ndjson. Both include results.
@@ -377,7 +381,11 @@ func (s *Server) streamBatchJobs(c echo.Context, v *batch.View) error {
 	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w.Writer)
 	for start := int64(0); ; start += ndjsonChunk {
+		// The server's write timeout bounds a whole answer; a stream of
+		// 100 000 jobs takes longer, so each chunk gets its own deadline.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamChunkTimeout))
 		ids, err := s.bat.store.JobIDs(ctx, v.ID, start, ndjsonChunk)
 		if err != nil {
 			s.log.Warn("batch jobs stream cut short", "batch", v.ID, "err", err)
