@@ -136,11 +136,19 @@ func TestAdminQueues(t *testing.T) {
 			t.Errorf("GET %s with the cookie: %d %.200s", p, code, body)
 		}
 	}
-	// The queue collector on the API's /metrics exports the same queues.
+	// The queue collector on the API's and on the worker's /metrics
+	// exports the same queues.
 	_, metrics := e.adminGet("/metrics")
+	workerMetrics, err := scrape("http://" + e.WorkerAddr(0) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, q := range want {
 		if !strings.Contains(metrics, `asynq_queue_size{queue="`+q+`"}`) {
-			t.Errorf("/metrics has no asynq_queue_size for %s", q)
+			t.Errorf("the API's /metrics has no asynq_queue_size for %s", q)
+		}
+		if _, ok := workerMetrics[`asynq_queue_size{queue="`+q+`"}`]; !ok {
+			t.Errorf("the worker's /metrics has no asynq_queue_size for %s", q)
 		}
 	}
 

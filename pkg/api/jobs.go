@@ -30,6 +30,9 @@ type accepted struct {
 	Kind      string    `json:"kind"`
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
+	// Session is the job's session, for a job that names one (the sessions
+	// page promises it on every answer; updated is false until the job ran).
+	Session *spec.SessionInfo `json:"session,omitempty"`
 }
 
 func idemKey(tenantID, key string) string {
@@ -112,7 +115,11 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		if wait > 0 {
 			return s.waitAndAnswer(c, t, id, wait)
 		}
-		return c.JSON(http.StatusAccepted, accepted{ID: id, Kind: kind, Status: spec.StatusQueued, CreatedAt: now})
+		ans := accepted{ID: id, Kind: kind, Status: spec.StatusQueued, CreatedAt: now}
+		if req.Session != nil {
+			ans.Session = &spec.SessionInfo{ID: req.Session.ID}
+		}
+		return c.JSON(http.StatusAccepted, ans)
 	}
 }
 
@@ -240,7 +247,7 @@ func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, id string, wai
 		return s.waitAndAnswer(c, t, id, wait)
 	}
 	j := in.Job
-	return c.JSON(http.StatusAccepted, accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt})
+	return c.JSON(http.StatusAccepted, accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt, Session: j.Session})
 }
 
 // waitAndAnswer holds the answer until the job ends or wait runs out.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 
@@ -98,6 +99,11 @@ func New(ts []*Tenant) (*Registry, error) {
 		def, ok := PlanLimits[t.Plan]
 		if !ok {
 			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: plan %q is not free, pro or enterprise", t.ID, t.Plan)
+		}
+		if rps := t.Limits.RequestsPerSecond; rps < 0 || rps != math.Trunc(rps) || rps > math.MaxInt32 {
+			// The gate counts requests per second in whole numbers: 0.5
+			// would become 0, which means no limit at all.
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: limits.requests_per_second must be a whole number of at least 1, not %g", t.ID, rps)
 		}
 		if t.Limits.RequestsPerSecond == 0 {
 			t.Limits.RequestsPerSecond = def.RequestsPerSecond
