@@ -39,6 +39,19 @@ func TestSeedLoginWorkflow(t *testing.T) {
   ],
   "output": ["html"]
 }`, app.URL)
+	// "Every fetch and interact response includes a session field": the
+	// 202 too, before the job ran.
+	var acc struct {
+		ID      string            `json:"id"`
+		Session *spec.SessionInfo `json:"session"`
+	}
+	if resp := e.Do("POST", "/v1/interact", keyA, step1, &acc); resp.StatusCode != 202 || acc.Session == nil ||
+		acc.Session.ID != "user-session" || acc.Session.Updated {
+		t.Fatalf("202 answer of a session job: %d, session %+v", resp.StatusCode, acc.Session)
+	}
+	if j0 := e.Wait(keyA, acc.ID, time.Minute); j0.Status != spec.StatusSucceeded {
+		t.Fatalf("login: %s %+v", j0.Status, j0.Error)
+	}
 	j1 := e.Run(keyA, "interact", step1)
 	if j1.Status != spec.StatusSucceeded {
 		t.Fatalf("login: %s %+v %+v", j1.Status, j1.Error, j1.Result)
