@@ -50,7 +50,7 @@ type Result struct {
 	HTML       *string           `json:"html,omitempty"`
 	Markdown   *string           `json:"markdown,omitempty"`
 	Text       *string           `json:"text,omitempty"`
-	Links      []string          `json:"links,omitempty"`
+	Links      []string          `json:"links,omitzero"` // [] when asked for and the page has none
 	Screenshot []byte            `json:"screenshot,omitempty"`
 	Metadata   json.RawMessage   `json:"metadata,omitempty"`
 	JSON       json.RawMessage   `json:"json,omitempty"`
