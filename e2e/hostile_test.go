@@ -228,8 +228,8 @@ func TestHostileInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Fatalf("status %d, want 431", resp.StatusCode)
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("status %d, %s; want 431 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	})
 

@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -118,10 +119,34 @@ func New(cfg Config, d Deps) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	e.Pre(limitHeaders)
 	e.Use(s.observe)
 	s.echo = e
 	s.routes()
 	return s
+}
+
+// MaxHeaderBytes bounds the request line and headers of a request: past it
+// the answer is 431.
+const MaxHeaderBytes = 32 << 10
+
+// limitHeaders answers 431 (problem+json) to a request whose request line
+// and headers are larger than MaxHeaderBytes.
+func limitHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		n := len(r.Method) + len(r.RequestURI) + len(r.Host)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+		if n > MaxHeaderBytes {
+			return problem(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
+				fmt.Sprintf("the request line and headers are larger than %d bytes", MaxHeaderBytes))
+		}
+		return next(c)
+	}
 }
 
 // Handler returns the HTTP handler (for tests with httptest).
@@ -242,7 +267,9 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      90 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		// limitHeaders answers past MaxHeaderBytes with problem+json; the
+		// server itself refuses (in plain text) only far beyond it.
+		MaxHeaderBytes: 8 * MaxHeaderBytes,
 	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
