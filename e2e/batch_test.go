@@ -733,7 +733,7 @@ func TestBatchValidation(t *testing.T) {
 	if resp := e.Do("POST", "/v1/batches", keyA, `{"urls":["http://example.com/"`, nil); resp.StatusCode != 400 {
 		t.Errorf("malformed JSON: %d", resp.StatusCode)
 	}
-	if keys, _ := rdb.Keys(t.Context(), "pf:batch:*").Result(); len(keys) != 0 {
+	if keys, _ := rdb.Keys(t.Context(), "{pf}:batch:*").Result(); len(keys) != 0 {
 		t.Fatalf("refused batches wrote %v", keys)
 	}
 	var l struct {

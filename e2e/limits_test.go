@@ -230,7 +230,7 @@ func TestLimitTenants(t *testing.T) {
 				t.Errorf("accepted job %s has no task", id)
 			}
 		}
-		if n, _ := rdb.Get(ctx, "pf:t:lim-rps:active").Int(); n != len(accepted) {
+		if n, _ := rdb.Get(ctx, "{pf}:t:lim-rps:active").Int(); n != len(accepted) {
 			t.Errorf("the tenant's active count is %d, want %d", n, len(accepted))
 		}
 		// The rejected request's Idempotency-Key was not kept: once the
@@ -266,7 +266,7 @@ func TestLimitTenants(t *testing.T) {
 		if after := e.queuedTasks(); len(after) != len(before) || len(after) != 3 {
 			t.Errorf("asynq tasks %d before, %d after the 429; want 3 and 3", len(before), len(after))
 		}
-		if n, _ := rdb.Get(ctx, "pf:t:lim-queue:active").Int(); n != 3 {
+		if n, _ := rdb.Get(ctx, "{pf}:t:lim-queue:active").Int(); n != 3 {
 			t.Errorf("the tenant's active count is %d, want 3", n)
 		}
 		// Jobs that end give their places back.
@@ -302,7 +302,7 @@ func TestLimitTenants(t *testing.T) {
 		}
 		// The slot is given back right after the outcome is written.
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			n, _ := rdb.ZCard(ctx, "pf:t:lim-run:running").Result()
+			n, _ := rdb.ZCard(ctx, "{pf}:t:lim-run:running").Result()
 			if n == 0 {
 				break
 			}

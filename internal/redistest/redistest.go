@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -26,6 +27,7 @@ type Server struct {
 	cmd    *exec.Cmd
 	port   int
 	aof    bool
+	extra  []string // more redis-server arguments
 	exited chan struct{}
 }
 
@@ -97,6 +99,7 @@ func (s *Server) start(port int) error {
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
 		"--databases", "64"}
+	args = append(args, s.extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, _ := os.Create(filepath.Join(s.Dir, "redis.log"))
@@ -182,3 +185,60 @@ func (s *Server) Restart(tb testing.TB) {
 		tb.Fatalf("redistest restart: %v", err)
 	}
 }
+
+// Cluster is a Redis Cluster of running redis-servers, one master each, no
+// replicas.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts n (at least 3) redis-servers in cluster mode, joins
+// them into one cluster with redis-cli, waits until every node reports the
+// cluster ok, and registers their stop with tb.Cleanup.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		tb.Fatalf("redistest: redis-cli not found on PATH (it comes with redis-server): %v", err)
+	}
+	c := &Cluster{}
+	addrs := []string{"--cluster", "create"}
+	for i := 0; i < n; i++ {
+		s := &Server{Dir: tb.TempDir(), aof: true, extra: []string{"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}}
+		for try := 0; try < 3; try++ {
+			if err = s.start(0); err == nil {
+				break
+			}
+			s.Kill()
+		}
+		if err != nil {
+			tb.Fatalf("redistest: cluster node %d: %v", i, err)
+		}
+		tb.Cleanup(s.Stop)
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	out, err := exec.Command(cli, append(addrs, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "cluster", "info").Output()
+			if err == nil && bytes.Contains(info, []byte("cluster_state:ok")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("redistest: node %s: cluster not ok within 30s: %s", s.Addr, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL is the redis-cluster:// URL of the cluster, naming one node: a
+// cluster client learns the others from it.
+func (c *Cluster) URL() string { return "redis-cluster://" + c.Nodes[0].Addr }

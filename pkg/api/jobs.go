@@ -37,7 +37,7 @@ type accepted struct {
 
 func idemKey(tenantID, key string) string {
 	h := sha256.Sum256([]byte(key))
-	return "pf:t:" + tenantID + ":idem:" + hex.EncodeToString(h[:16])
+	return "{pf}:t:" + tenantID + ":idem:" + hex.EncodeToString(h[:16])
 }
 
 // parseWait reads ?wait= (a Go duration or seconds), capped at 60 s.

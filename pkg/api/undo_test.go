@@ -103,8 +103,8 @@ func TestEnqueueFailureTakesTheJobBack(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		for {
-			jobs, _ := rdb.Keys(ctx, "pf:job:*").Result()
-			active, _ := rdb.Get(ctx, "pf:t:undo:active").Int()
+			jobs, _ := rdb.Keys(ctx, "{pf}:job:*").Result()
+			active, _ := rdb.Get(ctx, "{pf}:t:undo:active").Int()
 			head, _ := sessions.Head(ctx, "undo", "s1")
 			if len(jobs) == 0 && active == 0 && head == "" {
 				break

@@ -33,7 +33,7 @@ var discoverScript = redis.NewScript(`
 if redis.call('HGET', KEYS[4], 'disc') ~= 'pending' then return {} end
 local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'total')
 if h[1] ~= 'running' or h[2] == '1' then return {} end
-local batch = string.sub(KEYS[1], 10)
+local batch = string.sub(KEYS[1], 12) -- after '{pf}:batch:'
 local max = tonumber(ARGV[2])
 local total = tonumber(h[3])
 local out = {}
@@ -41,7 +41,7 @@ for i = 8, #ARGV do
   local u = ARGV[i]
   local id = redis.call('HGET', KEYS[2], u)
   if id then
-    if redis.call('HGET', 'pf:job:' .. id, 'parent') == ARGV[1] then
+    if redis.call('HGET', '{pf}:job:' .. id, 'parent') == ARGV[1] then
       table.insert(out, id)
       table.insert(out, u)
     end
@@ -51,7 +51,7 @@ for i = 8, #ARGV do
     redis.call('HSET', KEYS[2], u, id)
     redis.call('HINCRBY', KEYS[1], 'total', 1)
     redis.call('HINCRBY', KEYS[1], 'queued', 1)
-    local jk = 'pf:job:' .. id
+    local jk = '{pf}:job:' .. id
     redis.call('HSET', jk, 'tenant', ARGV[6], 'kind', 'fetch', 'status', 'queued', 'created_at', ARGV[3],
       'url', u, 'attempts', 0, 'batch_id', batch, 'counted', 1, 'parent', ARGV[1], 'depth', ARGV[7])
     redis.call('PEXPIRE', jk, ARGV[4])

@@ -16,11 +16,11 @@ import (
 // worker that dies leaves slots that lapse with their lease, and the reaper
 // puts their jobs back in the queue.
 
-func slotsKey(tenant string) string { return "pf:t:" + tenant + ":bulk" }
+func slotsKey(tenant string) string { return "{pf}:t:" + tenant + ":bulk" }
 
 // slotTenantsKey lists the tenants that have (or had) bulk slots, for the
 // reaper.
-const slotTenantsKey = "pf:bulk:tenants"
+const slotTenantsKey = "{pf}:bulk:tenants"
 
 // Results of AcquireSlot.
 const (

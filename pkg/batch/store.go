@@ -45,7 +45,7 @@ func jobsKey(id string) string   { return Key(id) + ":jobs" }
 func seenKey(id string) string   { return Key(id) + ":seen" }
 func robotsKey(id string) string { return Key(id) + ":robots" }
 func indexKey(tenant string) string {
-	return "pf:t:" + tenant + ":batches"
+	return "{pf}:t:" + tenant + ":batches"
 }
 
 // NewID returns a new time-ordered batch id, "bat_" and 26 characters.

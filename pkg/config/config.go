@@ -245,6 +245,14 @@ func ParseRedisURL(raw string) (*redis.UniversalOptions, error) {
 		if strings.HasPrefix(raw, "redis-sentinel://") && o.MasterName == "" {
 			return nil, fmt.Errorf("sentinel URL needs ?master=<name>")
 		}
+		if strings.HasPrefix(raw, "redis-cluster://") {
+			if db != 0 {
+				return nil, fmt.Errorf("a Redis Cluster has only database 0")
+			}
+			// A cluster client even with one seed address (the cluster
+			// tells it the other nodes).
+			o.IsClusterMode = true
+		}
 		return o, nil
 	}
 	o, err := redis.ParseURL(raw)

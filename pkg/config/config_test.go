@@ -67,6 +67,16 @@ func TestRedisURLForms(t *testing.T) {
 	if _, err := config.ParseRedisURL("redis-sentinel://s1:26379"); err == nil {
 		t.Error("sentinel URL without master accepted")
 	}
+	// A cluster URL makes a cluster client even with one seed node.
+	for _, u := range []string{"redis-cluster://:pw@n1:7000", "redis-cluster://n1:7000,n2:7001"} {
+		o, err := config.ParseRedisURL(u)
+		if err != nil || !o.IsClusterMode || o.DB != 0 {
+			t.Errorf("%s: %+v, %v", u, o, err)
+		}
+	}
+	if _, err := config.ParseRedisURL("redis-cluster://n1:7000/3"); err == nil {
+		t.Error("cluster URL with database 3 accepted")
+	}
 }
 
 func TestTenantsFile(t *testing.T) {

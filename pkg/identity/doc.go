@@ -8,8 +8,8 @@
 // tag per tenant, so that every write is a single atomic step also on Redis
 // Cluster:
 //
-//	pf:{i:<tenant>}:identity:<name>   hash: profile (JSON), created_at, updated_at
-//	pf:{i:<tenant>}:identities        sorted set of names (score 0, listed by name)
+//	{pf}:{i:<tenant>}:identity:<name>   hash: profile (JSON), created_at, updated_at
+//	{pf}:{i:<tenant>}:identities        sorted set of names (score 0, listed by name)
 //
 // Profiles do not expire. The package imports neither the browser nor
 // asynq, so the API binary can use it; the worker reads a job's profile once

@@ -50,7 +50,7 @@ var tenantEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":",
 
 // prefix is the key prefix of a tenant's profiles; the hash tag keeps all of
 // them in one Cluster slot.
-func prefix(tenant string) string { return "pf:{i:" + tenantEscaper.Replace(tenant) + "}:" }
+func prefix(tenant string) string { return "{pf}:{i:" + tenantEscaper.Replace(tenant) + "}:" }
 
 func profileKey(tenant, name string) string { return prefix(tenant) + "identity:" + name }
 

@@ -112,7 +112,7 @@ func TestStore(t *testing.T) {
 	if _, err := s.Put(ctx, "we}ird:{x", &identity.Profile{Name: "n"}); err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := rdb.Keys(ctx, "pf:{i:we%7Dird%3A%7Bx}:*").Result()
+	keys, _ := rdb.Keys(ctx, "{pf}:{i:we%7Dird%3A%7Bx}:*").Result()
 	if len(keys) != 2 {
 		t.Errorf("keys of an escaped tenant: %v", keys)
 	}

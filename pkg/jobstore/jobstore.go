@@ -28,8 +28,8 @@ import (
 
 // Channels used for notifications.
 const (
-	EventsChannel = "pf:events"
-	CancelChannel = "pf:cancel"
+	EventsChannel = "{pf}:events"
+	CancelChannel = "{pf}:cancel"
 )
 
 // ErrNotFound means no such job for that tenant (or it expired).
@@ -56,9 +56,9 @@ func New(rdb redis.UniversalClient, ttl time.Duration) *Store {
 func (s *Store) TTL() time.Duration { return s.ttl }
 
 // Key is the Redis key of a job record.
-func Key(id string) string { return "pf:job:" + id }
+func Key(id string) string { return "{pf}:job:" + id }
 
-func indexKey(tenant string) string { return "pf:t:" + tenant + ":jobs" }
+func indexKey(tenant string) string { return "{pf}:t:" + tenant + ":jobs" }
 
 var idEnc = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
@@ -118,7 +118,7 @@ func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
 }
 
 // ActiveKey counts the tenant's jobs that have not ended.
-func ActiveKey(tenant string) string { return "pf:t:" + tenant + ":active" }
+func ActiveKey(tenant string) string { return "{pf}:t:" + tenant + ":active" }
 
 var gateScript = redis.NewScript(`
 local n = redis.call('INCR', KEYS[1])
@@ -141,7 +141,7 @@ var (
 // places in the active count until Release or their end.
 func (s *Store) Gate(ctx context.Context, tenant string, rps, maxActive, n int) error {
 	sec := strconv.FormatInt(time.Now().Unix(), 10)
-	r, err := gateScript.Run(ctx, s.rdb, []string{"pf:t:" + tenant + ":rps:" + sec, ActiveKey(tenant)}, rps, maxActive, n).Int64()
+	r, err := gateScript.Run(ctx, s.rdb, []string{"{pf}:t:" + tenant + ":rps:" + sec, ActiveKey(tenant)}, rps, maxActive, n).Int64()
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func (s *Store) CreateGated(ctx context.Context, r Record, rps, maxActive int) e
 	args = append(args, rps, maxActive, s.ttl.Milliseconds(), r.CreatedAt.UnixMicro(),
 		time.Now().Add(-s.ttl).UnixMicro(), r.ID)
 	args = append(args, fields...)
-	res, err := createGatedScript.Run(ctx, s.rdb, []string{"pf:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant),
+	res, err := createGatedScript.Run(ctx, s.rdb, []string{"{pf}:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant),
 		Key(r.ID), indexKey(r.Tenant)}, args...).Int64()
 	if err != nil {
 		return err
@@ -239,7 +239,7 @@ func (s *Store) Discard(ctx context.Context, tenant, id string) error {
 // queued, running, succeeded, failed, cancelled — are moved by the scripts
 // below in the same step that changes the status of one of its jobs, so
 // that they always add up to its total.
-func BatchKey(id string) string { return "pf:batch:" + id }
+func BatchKey(id string) string { return "{pf}:batch:" + id }
 
 // batchMoveLua moves a batch job from one status bucket of its batch to
 // another. A succeeded job of a crawl batch also opens its link discovery
@@ -250,7 +250,7 @@ local function batch_move(jk, from, to)
   if from == to then return end
   local b = redis.call('HGET', jk, 'batch_id')
   if not b then return end
-  local bk = 'pf:batch:' .. b
+  local bk = '{pf}:batch:' .. b
   if redis.call('EXISTS', bk) == 0 then return end
   redis.call('HINCRBY', bk, from, -1)
   redis.call('HINCRBY', bk, to, 1)
@@ -268,10 +268,10 @@ local f = redis.call('HMGET', KEYS[1], 'status', 'batch_id', 'started_at')
 local st, b = f[1], f[2]
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
-if b and st == 'queued' and redis.call('HGET', 'pf:batch:' .. b, 'cancel') == '1' then
+if b and st == 'queued' and redis.call('HGET', '{pf}:batch:' .. b, 'cancel') == '1' then
   -- a queued job of a cancelled batch never starts
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1], 'error', ARGV[3])
-  if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+  if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
   batch_move(KEYS[1], st, 'cancelled')
   redis.call('PUBLISH', ARGV[4], KEYS[1])
   return 'cancelled'
@@ -361,7 +361,7 @@ local st = f[1]
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
-if f[2] == '1' then redis.call('DECR', 'pf:t:' .. f[3] .. ':active') end
+if f[2] == '1' then redis.call('DECR', '{pf}:t:' .. f[3] .. ':active') end
 if f[4] then batch_move(KEYS[1], st, ARGV[1]) end
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 return 'ok'
@@ -417,7 +417,7 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
-if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. ARGV[1] .. ':active') end
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. ARGV[1] .. ':active') end
 batch_move(KEYS[1], st, 'cancelled')
 redis.call('PUBLISH', ARGV[4], KEYS[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
@@ -673,7 +673,7 @@ func (n *Notifier) Run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			id := strings.TrimPrefix(m.Payload, "pf:job:")
+			id := strings.TrimPrefix(m.Payload, "{pf}:job:")
 			n.mu.Lock()
 			for _, c := range n.waiters[id] {
 				close(c)

@@ -52,7 +52,7 @@ var cancelQueuedScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
-if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', 'pf:t:' .. ARGV[1] .. ':active') end
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. ARGV[1] .. ':active') end
 batch_move(KEYS[1], st, 'cancelled')
 redis.call('PUBLISH', ARGV[4], KEYS[1])
 return 1

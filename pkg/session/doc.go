@@ -32,12 +32,12 @@
 // All keys of one session share the hash tag {s:<tenant>:<sid>}, so the
 // scripts work on Redis Cluster:
 //
-//	pf:{s:<tenant>:<sid>}:line   list of job ids, head first
-//	pf:{s:<tenant>:<sid>}:lock   lease token, PX lease
-//	pf:{s:<tenant>:<sid>}:fence  fencing counter
-//	pf:{s:<tenant>:<sid>}:state  encoded state (see EncodeState)
-//	pf:{s:<tenant>:<sid>}:meta   hash: created, used, expires, version, cookies, origins, bytes, digest
-//	pf:t:<tenant>:sessions       sorted set of session ids by last use (ms), for listing
+//	{pf}:{s:<tenant>:<sid>}:line   list of job ids, head first
+//	{pf}:{s:<tenant>:<sid>}:lock   lease token, PX lease
+//	{pf}:{s:<tenant>:<sid>}:fence  fencing counter
+//	{pf}:{s:<tenant>:<sid>}:state  encoded state (see EncodeState)
+//	{pf}:{s:<tenant>:<sid>}:meta   hash: created, used, expires, version, cookies, origins, bytes, digest
+//	{pf}:t:<tenant>:sessions       sorted set of session ids by last use (ms), for listing
 //
 // The characters '%', '{', '}' (and ':' in the tenant) are percent-escaped in
 // the key, so different tenant/session pairs never share a key.

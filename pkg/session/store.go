@@ -141,11 +141,11 @@ var (
 	sidEscaper    = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 )
 
-func indexKey(tenant string) string { return "pf:t:" + tenantEscaper.Replace(tenant) + ":sessions" }
+func indexKey(tenant string) string { return "{pf}:t:" + tenantEscaper.Replace(tenant) + ":sessions" }
 
 func sessionKeys(tenant, sid string) keys {
 	tag := "s:" + tenantEscaper.Replace(tenant) + ":" + sidEscaper.Replace(sid)
-	p := "pf:{" + tag + "}:"
+	p := "{pf}:{" + tag + "}:"
 	return keys{
 		tag:   tag,
 		line:  p + "line",

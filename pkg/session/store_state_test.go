@@ -513,7 +513,7 @@ func TestListPaging(t *testing.T) {
 	if list, next, err := s.List(ctx, "nobody", "", 10); err != nil || len(list) != 0 || next != "" {
 		t.Errorf("empty tenant: %v %q %v", list, next, err)
 	}
-	if !strings.HasPrefix(idx, "pf:t:acme:") {
+	if !strings.HasPrefix(idx, "{pf}:t:acme:") {
 		t.Errorf("index key %q", idx)
 	}
 }

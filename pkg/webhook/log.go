@@ -33,7 +33,7 @@ const (
 	ErrorInvalidSecret  = "invalid_webhook_secret"
 )
 
-func logKey(owner string) string { return "pf:deliveries:" + owner }
+func logKey(owner string) string { return "{pf}:deliveries:" + owner }
 
 // record appends a to owner's log and restarts its expiry.
 func record(ctx context.Context, rdb redis.UniversalClient, owner string, a *Attempt, ttl time.Duration) error {

@@ -34,7 +34,7 @@ const (
 
 // RunningKey is the sorted set of a tenant's running job ids, each scored by
 // the expiry of its lease (Unix milliseconds, Redis clock).
-func RunningKey(tenantID string) string { return "pf:t:" + tenantID + ":running" }
+func RunningKey(tenantID string) string { return "{pf}:t:" + tenantID + ":running" }
 
 // renewSlotScript extends a lease that is still held (a lapsed one is taken
 // again: the job runs either way).

@@ -135,7 +135,7 @@ func (w *Worker) endArchived(ctx context.Context, t *asynq.TaskInfo) (int, error
 
 // rerunExpand puts an archived batch expansion back in its queue.
 func (w *Worker) rerunExpand(ctx context.Context, t *asynq.TaskInfo) {
-	key := "pf:sweep:" + t.ID
+	key := "{pf}:sweep:" + t.ID
 	n, err := w.Redis.Incr(ctx, key).Result()
 	if err != nil {
 		return
