@@ -110,14 +110,20 @@ return ''
 
 // saveScript writes state under the fence.
 //
-// KEYS: state, meta, fence, line
+// KEYS: state, meta, fence, line, deleted
 // ARGV: 1 fence, 2 blob, 3 digest, 4 now ms, 5 ttl ms, 6 line ttl ms,
 //
 //	7 cookies, 8 origins (JSON), 9 bytes, 10 "1" when the state is empty
 //
-// Returns {-1} stale fence, or {1, changed (0/1), version}.
+// Returns {-1} stale fence, {-2} deleted under this holder, or {1, changed
+// (0/1), version}.
 var saveScript = redis.NewScript(`
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then
+local fence = redis.call('GET', KEYS[3])
+if fence ~= ARGV[1] then
+  local d = redis.call('GET', KEYS[5])
+  if d and d == fence and tonumber(d) == tonumber(ARGV[1]) + 1 then
+    return {-2}
+  end
   return {-1}
 end
 local now = tonumber(ARGV[4])
@@ -151,11 +157,17 @@ return {1, changed and 1 or 0, version}
 
 // touchScript restarts a session's expiry under the fence.
 //
-// KEYS: state, meta, fence, line
+// KEYS: state, meta, fence, line, deleted
 // ARGV: fence, now ms, ttl ms, line ttl ms
-// Returns -1 stale fence, 0 no session, 1 touched.
+// Returns -1 stale fence, -2 deleted under this holder, 0 no session, 1
+// touched.
 var touchScript = redis.NewScript(`
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then
+local fence = redis.call('GET', KEYS[3])
+if fence ~= ARGV[1] then
+  local d = redis.call('GET', KEYS[5])
+  if d and d == fence and tonumber(d) == tonumber(ARGV[1]) + 1 then
+    return -2
+  end
   return -1
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
@@ -174,12 +186,14 @@ return 1
 // deleteScript removes a session's state and meta and moves the fence on,
 // so that a holder still running can write nothing afterwards.
 //
-// KEYS: state, meta, fence
+// KEYS: state, meta, fence, deleted
+// ARGV: how long to remember the deletion (ms)
 // Returns the number of keys removed (0: there was no session).
 var deleteScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1], KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('INCR', KEYS[3])
+  local f = redis.call('INCR', KEYS[3])
+  redis.call('SET', KEYS[4], f, 'PX', ARGV[1])
 end
 return n
 `)

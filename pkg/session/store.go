@@ -22,9 +22,13 @@ var (
 	// ErrTooLarge means the encoded state is larger than Config.MaxBytes; the
 	// stored state is unchanged.
 	ErrTooLarge = errors.New("session state too large")
-	// ErrStaleFence means a newer lease holder exists (or the session was
-	// deleted): the write was refused and nothing changed.
+	// ErrStaleFence means a newer lease holder exists: the write was
+	// refused and nothing changed.
 	ErrStaleFence = errors.New("stale session writer")
+	// ErrDeleted means the session was deleted (DELETE /v1/sessions/{id})
+	// while the writer held it: the write was refused, the session stays
+	// deleted, and the writer's job has nothing to save.
+	ErrDeleted = errors.New("session deleted while in use")
 	// ErrNotFound means the session does not exist (never saved, expired or
 	// deleted).
 	ErrNotFound = errors.New("session not found")
@@ -133,7 +137,11 @@ func (s *Store) ObserveWait(d time.Duration) { s.m.lockWait.Observe(d.Seconds())
 type keys struct {
 	tag                            string // s:<tenant>:<sid>, also the AAD of sealed state
 	line, lock, fence, state, meta string
-	index                          string
+	// deleted holds the fence value a deletion moved the fence to, for as
+	// long as a job may run: a holder whose write is refused learns from it
+	// that the user deleted the session rather than that it lost its lease.
+	deleted string
+	index   string
 }
 
 var (
@@ -147,13 +155,14 @@ func sessionKeys(tenant, sid string) keys {
 	tag := "s:" + tenantEscaper.Replace(tenant) + ":" + sidEscaper.Replace(sid)
 	p := "{pf}:{" + tag + "}:"
 	return keys{
-		tag:   tag,
-		line:  p + "line",
-		lock:  p + "lock",
-		fence: p + "fence",
-		state: p + "state",
-		meta:  p + "meta",
-		index: indexKey(tenant),
+		tag:     tag,
+		line:    p + "line",
+		lock:    p + "lock",
+		fence:   p + "fence",
+		state:   p + "state",
+		meta:    p + "meta",
+		deleted: p + "deleted",
+		index:   indexKey(tenant),
 	}
 }
 

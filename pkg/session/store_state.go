@@ -65,13 +65,17 @@ func (s *Store) Save(ctx context.Context, l *Lease, st *state.State) (changed bo
 		empty = "1"
 	}
 	now := time.Now()
-	res, err := saveScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line},
+	res, err := saveScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line, k.deleted},
 		strconv.FormatInt(l.Fence, 10), blob, s.digest(raw), now.UnixMilli(), s.cfg.TTL.Milliseconds(),
 		s.cfg.LineTTL.Milliseconds(), len(norm.Cookies), originsJSON, len(blob), empty).Slice()
 	if err != nil {
 		return false, fmt.Errorf("save session %q: %w", l.SID, err)
 	}
-	if code, _ := res[0].(int64); code != 1 {
+	switch code, _ := res[0].(int64); code {
+	case 1:
+	case -2:
+		return false, fmt.Errorf("save session %q (fence %d): %w", l.SID, l.Fence, ErrDeleted)
+	default:
 		s.m.stale.Inc()
 		return false, fmt.Errorf("save session %q (fence %d): %w", l.SID, l.Fence, ErrStaleFence)
 	}
@@ -90,12 +94,14 @@ func (s *Store) Save(ctx context.Context, l *Lease, st *state.State) (changed bo
 func (s *Store) Touch(ctx context.Context, l *Lease) error {
 	k := sessionKeys(l.Tenant, l.SID)
 	now := time.Now()
-	n, err := touchScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line},
+	n, err := touchScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line, k.deleted},
 		strconv.FormatInt(l.Fence, 10), now.UnixMilli(), s.cfg.TTL.Milliseconds(), s.cfg.LineTTL.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("touch session %q: %w", l.SID, err)
 	}
 	switch n {
+	case -2:
+		return fmt.Errorf("touch session %q (fence %d): %w", l.SID, l.Fence, ErrDeleted)
 	case -1:
 		s.m.stale.Inc()
 		return fmt.Errorf("touch session %q (fence %d): %w", l.SID, l.Fence, ErrStaleFence)
@@ -203,7 +209,7 @@ func parseMeta(sid string, h map[string]string) (*Meta, bool) {
 // Delete removes the session's state and meta. It first waits, at most wait
 // and while ctx lasts, for a job holding the session to end; after that it
 // deletes anyway and moves the fence on, so a holder still running can write
-// nothing. The line is kept: queued jobs of the session still run, and start
+// nothing (its Save and Touch return ErrDeleted). The line is kept: queued jobs of the session still run, and start
 // clean. It returns ErrNotFound when there was no session.
 func (s *Store) Delete(ctx context.Context, tenant, sid string, wait time.Duration) error {
 	k := sessionKeys(tenant, sid)
@@ -225,7 +231,7 @@ func (s *Store) Delete(ctx context.Context, tenant, sid string, wait time.Durati
 		case <-t.C:
 		}
 	}
-	n, err := deleteScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence}).Int64()
+	n, err := deleteScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.deleted}, s.cfg.LineTTL.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("delete session %q: %w", sid, err)
 	}

@@ -394,7 +394,7 @@ func TestDelete(t *testing.T) {
 		_, _ = s.Release(ctx, l3)
 	})
 
-	t.Run("a holder that outlives the wait is fenced", func(t *testing.T) {
+	t.Run("a holder that outlives the wait is fenced and told why", func(t *testing.T) {
 		saveAs(t, s, "acme", "slow", "j1", richState())
 		appendJobs(t, s, "acme", "slow", "j2")
 		l := mustAcquire(t, s, "acme", "slow", "j2", nil)
@@ -405,8 +405,14 @@ func TestDelete(t *testing.T) {
 		if waited := time.Since(start); waited < 200*time.Millisecond || waited > lease {
 			t.Errorf("Delete waited %v", waited)
 		}
-		if _, err := s.Save(ctx, l, cookieState("zombie", "1")); !errors.Is(err, ErrStaleFence) {
-			t.Fatalf("Save after Delete = %v, want ErrStaleFence", err)
+		// Its writes are refused, and it learns that the session was
+		// deleted (its job's result stands) rather than that another job
+		// took its lease.
+		if _, err := s.Save(ctx, l, cookieState("zombie", "1")); !errors.Is(err, ErrDeleted) || errors.Is(err, ErrStaleFence) {
+			t.Fatalf("Save after Delete = %v, want ErrDeleted", err)
+		}
+		if err := s.Touch(ctx, l); !errors.Is(err, ErrDeleted) {
+			t.Fatalf("Touch after Delete = %v, want ErrDeleted", err)
 		}
 		if _, _, err := s.Get(ctx, "acme", "slow", false); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("fenced Save recreated the session: %v", err)

@@ -506,6 +506,10 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		switch {
 		case errors.Is(err, session.ErrTooLarge):
 			out.err = spec.Errorf(spec.CodeSessionTooLarge, false, "the session state would exceed the size cap; the stored state is unchanged")
+		case errors.Is(err, session.ErrDeleted):
+			// The user deleted the session while the job ran (DELETE waits
+			// only so long): the job's result stands, nothing is saved.
+			w.Logger.Info("session deleted while its job ran; state not saved", "job", p.JobID, "session", lease.SID)
 		case errors.Is(err, session.ErrStaleFence):
 			return runOutcome{err: spec.Errorf(spec.CodeInternal, true, "session lease lost")}
 		case err != nil:
