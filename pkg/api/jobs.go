@@ -209,7 +209,9 @@ func (s *Server) untilDone(what, job string, undo func(context.Context) error) {
 // it returns the earlier job id.
 func (s *Server) claimIdempotency(ctx context.Context, tenantID, key, id string) (string, error) {
 	k := idemKey(tenantID, key)
-	ok, err := s.rdb.SetNX(ctx, k, id, 24*time.Hour).Result()
+	// A key outliving its object (PAGEFLEET_RESULT_TTL under 24 h) could
+	// only answer that the object is gone: it lives as long as the object.
+	ok, err := s.rdb.SetNX(ctx, k, id, min(24*time.Hour, s.cfg.ResultTTL)).Result()
 	if err != nil {
 		return "", err
 	}
