@@ -622,6 +622,7 @@ func batchMetric(metrics, name string) float64 {
 // asynq to notice the dead worker's tasks (the bulk slot reaper puts them
 // back).
 func TestBatchWorkerKilled(t *testing.T) {
+	t.Parallel() // it waits for leases to run out: let other tests use the time
 	e := Start(t, Options{Workers: 2, Concurrency: 4})
 	site := NewSite(t, map[string]http.HandlerFunc{"/d": func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(100 * time.Millisecond)

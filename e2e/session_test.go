@@ -277,6 +277,7 @@ func TestSessionOrderAcrossWorkers(t *testing.T) {
 // A worker holding a session's lease is killed with SIGKILL mid-job: the
 // session's jobs still run after the lease lapses.
 func TestSessionHolderKilled(t *testing.T) {
+	t.Parallel() // it waits for leases to run out: let other tests use the time
 	e := Start(t, Options{Workers: 1, Concurrency: 2})
 	site := NewSite(t, nil)
 	first := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/slow?d=8s", "render_js": true, "session": map[string]string{"id": "s-kill"}})
