@@ -196,15 +196,21 @@ func (c *bareChrome) contexts(n int, anchors []context.Context, mk func(anchor c
 	})
 }
 
-func (c *bareChrome) contextOnly(context.Context) error {
-	ctx := c.ctx
+// inNewContext creates an off-the-record browser context, runs fn in it
+// and disposes of it.
+func (c *bareChrome) inNewContext(fn func(br *chromedp.Browser, id cdp.BrowserContextID) error) error {
 	br := chromedp.FromContext(c.ctx).Browser
-	res, err := cdp.Call(ctx, br, target.CreateBrowserContext, target.CreateBrowserContextParams{})
+	res, err := cdp.Call(c.ctx, br, target.CreateBrowserContext, target.CreateBrowserContextParams{})
 	if err != nil {
 		return err
 	}
-	_, err = cdp.Call(ctx, br, target.DisposeBrowserContext, target.DisposeBrowserContextParams{BrowserContextID: res.BrowserContextID})
-	return err
+	err = fn(br, res.BrowserContextID)
+	_, derr := cdp.Call(c.ctx, br, target.DisposeBrowserContext, target.DisposeBrowserContextParams{BrowserContextID: res.BrowserContextID})
+	return errors.Join(err, derr)
+}
+
+func (c *bareChrome) contextOnly(context.Context) error {
+	return c.inNewContext(func(*chromedp.Browser, cdp.BrowserContextID) error { return nil })
 }
 
 func (c *bareChrome) contextWindow(context.Context) error {
@@ -220,20 +226,15 @@ func (c *bareChrome) keptContextTab(anchor context.Context) error {
 }
 
 func (c *bareChrome) contextHiddenTab(context.Context) error {
-	ctx := c.ctx
-	br := chromedp.FromContext(c.ctx).Browser
-	res, err := cdp.Call(ctx, br, target.CreateBrowserContext, target.CreateBrowserContextParams{})
-	if err != nil {
-		return err
-	}
-	defer cdp.Call(ctx, br, target.DisposeBrowserContext, target.DisposeBrowserContextParams{BrowserContextID: res.BrowserContextID})
-	yes := true
-	tab, err := cdp.Call(ctx, br, target.CreateTarget, target.CreateTargetParams{
-		URL: "about:blank", BrowserContextID: res.BrowserContextID, Hidden: &yes, Background: &yes})
-	if err != nil {
-		return err
-	}
-	tctx, cancel := chromedp.NewContext(c.ctx, chromedp.WithTargetID(tab.TargetID))
-	defer cancel()
-	return chromedp.Do(tctx)
+	return c.inNewContext(func(br *chromedp.Browser, id cdp.BrowserContextID) error {
+		yes := true
+		tab, err := cdp.Call(c.ctx, br, target.CreateTarget, target.CreateTargetParams{
+			URL: "about:blank", BrowserContextID: id, Hidden: &yes, Background: &yes})
+		if err != nil {
+			return err
+		}
+		tctx, cancel := chromedp.NewContext(c.ctx, chromedp.WithTargetID(tab.TargetID))
+		defer cancel()
+		return chromedp.Do(tctx)
+	})
 }

@@ -144,41 +144,43 @@ func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
 			c.add(path, "must be a boolean, not "+jsonValueKind(v))
 			return nil
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
 		n, ok := v.(json.Number)
 		if !ok {
 			c.add(path, "must be a number, not "+jsonValueKind(v))
 			return nil
 		}
-		i, err := strconv.ParseInt(n.String(), 10, 64)
-		if err != nil || reflect.Zero(t).OverflowInt(i) {
-			c.add(path, "must be a whole number in range, not "+n.String())
-			return nil
-		}
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n, ok := v.(json.Number)
-		if !ok {
-			c.add(path, "must be a number, not "+jsonValueKind(v))
-			return nil
-		}
-		u, err := strconv.ParseUint(n.String(), 10, 64)
-		if err != nil || reflect.Zero(t).OverflowUint(u) {
-			c.add(path, "must be a whole number in range, not "+n.String())
-			return nil
-		}
-	case reflect.Float32, reflect.Float64:
-		n, ok := v.(json.Number)
-		if !ok {
-			c.add(path, "must be a number, not "+jsonValueKind(v))
-			return nil
-		}
-		f, err := n.Float64()
-		if err != nil || (t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32) {
-			c.add(path, "must be a number in range, not "+n.String())
+		if msg := numberFits(n, t); msg != "" {
+			c.add(path, msg)
 			return nil
 		}
 	}
 	return v
+}
+
+// numberFits says what is wrong with n as a value of the numeric type t
+// ("" when it fits).
+func numberFits(n json.Number, t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64:
+		f, err := n.Float64()
+		if err != nil || (t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32) {
+			return "must be a number in range, not " + n.String()
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		u, err := strconv.ParseUint(n.String(), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowUint(u) {
+			return "must be a whole number in range, not " + n.String()
+		}
+	default:
+		i, err := strconv.ParseInt(n.String(), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowInt(i) {
+			return "must be a whole number in range, not " + n.String()
+		}
+	}
+	return ""
 }
 
 // structFields maps the JSON names of t's fields (and of its embedded
