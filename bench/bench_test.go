@@ -463,7 +463,7 @@ func BenchmarkWorkerMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // warm contexts made, disposals done
-	pid := e.worker.cmd.Process.Pid
+	pid := e.worker.PID()
 	idlePss, idleRss, idleProcs := treeMemory(pid)
 	var peakPss, peakRss int64
 	var peakProcs int
@@ -530,7 +530,7 @@ func BenchmarkSubmitLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	const rate = 1000
-	pids := []int{e.api.cmd.Process.Pid, e.redis.Process.Pid, e.worker.cmd.Process.Pid}
+	pids := []int{e.api.PID(), e.redis.Process.Pid, e.worker.PID()}
 	// Twice: with the worker stopped (SIGSTOP; it runs the jobs after), the
 	// API and Redis alone as a deployment with its API on its own machine
 	// sees them; and with the worker running the jobs on the same 2 cores.

@@ -23,6 +23,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/internal/proctest"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -46,39 +47,10 @@ type env struct {
 	client      *http.Client
 }
 
+// proc is a running api or worker with its pprof address.
 type proc struct {
-	name      string
-	cmd       *exec.Cmd
-	addr      string // metrics / API address
+	*proctest.Proc
 	pprofAddr string
-	log       *lockedBuffer
-	done      chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // startEnv builds the binaries and starts Redis, the api and a worker.
@@ -90,13 +62,9 @@ func startEnv() (*env, error) {
 	e := &env{dir: dir, client: &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute,
 	}}}
-	for _, b := range []string{"api", "worker"} {
-		cmd := exec.Command("go", "build", "-tags", "pprof", "-o", filepath.Join(dir, b), "../cmd/"+b)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			e.stop()
-			return nil, fmt.Errorf("build %s: %w", b, err)
-		}
+	if err := proctest.Build(dir, "pprof"); err != nil {
+		e.stop()
+		return nil, err
 	}
 	if err := e.startRedis(); err != nil {
 		e.stop()
@@ -121,13 +89,13 @@ func startEnv() (*env, error) {
 		e.stop()
 		return nil, err
 	}
-	e.APIURL = "http://" + e.api.addr
+	e.APIURL = "http://" + e.api.Addr
 	if e.worker, err = e.start("worker", common); err != nil {
 		e.stop()
 		return nil, err
 	}
 	// The worker logs its concurrency when it runs.
-	for _, line := range strings.Split(e.worker.log.String(), "\n") {
+	for _, line := range strings.Split(e.worker.Log(), "\n") {
 		var l struct {
 			Msg         string `json:"msg"`
 			Concurrency int    `json:"concurrency"`
@@ -146,7 +114,7 @@ func startEnv() (*env, error) {
 // startRedis starts a dedicated redis-server configured as deployments/local
 // runs it (AOF, fsync every second).
 func (e *env) startRedis() error {
-	addr, err := freeAddr()
+	addr, err := proctest.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -177,16 +145,14 @@ func (e *env) startRedis() error {
 }
 
 func (e *env) start(name string, common []string) (*proc, error) {
-	addr, err := freeAddr()
+	addr, err := proctest.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	pprofAddr, err := freeAddr()
+	pprofAddr, err := proctest.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, addr: addr, pprofAddr: pprofAddr, log: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(e.dir, name))
 	env := append([]string{}, common...)
 	env = append(env, "PAGEFLEET_PPROF_ADDR="+pprofAddr)
 	if name == "api" {
@@ -196,48 +162,17 @@ func (e *env) start(name string, common []string) (*proc, error) {
 		os.MkdirAll(tmp, 0o755)
 		env = append(env, "PAGEFLEET_WORKER_ADDR="+addr, "TMPDIR="+tmp)
 	}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := proctest.Start(proctest.Options{Name: name, Bin: filepath.Join(e.dir, name), Env: env, Addr: addr, Ready: time.Minute})
+	if err != nil {
+		return nil, err
 	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("%s exited at start:\n%s", name, p.log.String())
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.kill()
-	return nil, fmt.Errorf("%s not ready within 60s:\n%s", name, p.log.String())
+	return &proc{Proc: p, pprofAddr: pprofAddr}, nil
 }
 
+// kill stops p with SIGTERM (its group is killed after 30 s).
 func (p *proc) kill() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+	if p != nil {
+		_ = p.Stop(syscall.SIGTERM, 30*time.Second)
 	}
 }
 
@@ -378,7 +313,7 @@ func (e *env) drain(ctx context.Context) error {
 // jobsDone reads the worker's pagefleet_jobs_total (all kinds and outcomes)
 // from its metrics endpoint, without touching Redis.
 func (e *env) jobsDone() (int, error) {
-	resp, err := http.Get("http://" + e.worker.addr + "/metrics")
+	resp, err := http.Get("http://" + e.worker.Addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -627,7 +562,7 @@ func selfCPU() time.Duration {
 // pids are the processes of the pipeline: the worker (and its Chrome), the
 // api and Redis.
 func (e *env) pids() []int {
-	return []int{e.worker.cmd.Process.Pid, e.api.cmd.Process.Pid, e.redis.Process.Pid}
+	return []int{e.worker.PID(), e.api.PID(), e.redis.Process.Pid}
 }
 
 // profile fetches a CPU profile of p for d into dir (when dir is set).
@@ -640,11 +575,11 @@ func (p *proc) profile(dir, name string, d time.Duration) func() {
 		defer close(done)
 		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.pprofAddr, int(d.Seconds())))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "profile", p.name, err)
+			fmt.Fprintln(os.Stderr, "profile", p.Name, err)
 			return
 		}
 		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(dir, name+"-"+p.name+".pprof"))
+		f, err := os.Create(filepath.Join(dir, name+"-"+p.Name+".pprof"))
 		if err != nil {
 			return
 		}

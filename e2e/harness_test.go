@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/proctest"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -33,13 +32,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	for _, b := range []string{"api", "worker"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", b, err)
-			os.Exit(1)
-		}
+	if err := proctest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -65,13 +60,10 @@ type Env struct {
 	workers []*proc
 }
 
+// proc is a running api or worker.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
-	log  *bytes.Buffer
-	done chan struct{}
-	tmp  string
+	*proctest.Proc
+	tmp string // a worker's TMPDIR (its Chrome profiles)
 }
 
 // Options shape an Env.
@@ -82,12 +74,11 @@ type Options struct {
 }
 
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := proctest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // Start starts Redis, the API and opts.Workers workers.
@@ -138,8 +129,7 @@ func Start(t testing.TB, opts Options) *Env {
 func (e *Env) start(name, bin string, extra ...string) *proc {
 	e.t.Helper()
 	addr := freeAddr(e.t)
-	p := &proc{name: name, addr: addr, log: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, bin))
+	p := &proc{}
 	env := append([]string{}, e.env...)
 	if bin == "api" {
 		env = append(env, "PAGEFLEET_API_ADDR="+addr)
@@ -155,67 +145,26 @@ func (e *Env) start(name, bin string, extra ...string) *proc {
 		p.tmp = tmp
 		env = append(env, "PAGEFLEET_WORKER_ADDR="+addr, "TMPDIR="+p.tmp)
 	}
-	p.cmd.Env = append(env, extra...)
-	w := &lockedWriter{b: p.log}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		e.t.Fatalf("start %s: %v", name, err)
+	var err error
+	p.Proc, err = proctest.Start(proctest.Options{Name: name, Bin: filepath.Join(binDir, bin), Env: append(env, extra...), Addr: addr})
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	e.waitReady(p)
 	return p
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (e *Env) waitReady(p *proc) {
-	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			e.t.Fatalf("%s exited at start:\n%s", p.name, p.logText())
-		default:
-		}
-		resp, err := http.Get("http://" + p.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	e.t.Fatalf("%s not ready within 30s:\n%s", p.name, p.logText())
-}
-
+// logText is everything the process logged so far ("" for none).
 func (p *proc) logText() string {
-	if w, ok := p.cmd.Stdout.(*lockedWriter); ok {
-		return w.String()
+	if p == nil || p.Proc == nil {
+		return ""
 	}
-	return ""
+	return p.Log()
 }
 
 // StartAPI starts (or restarts) the API process.
 func (e *Env) StartAPI() {
 	e.api = e.start("api", "api")
-	e.APIURL = "http://" + e.api.addr
+	e.APIURL = "http://" + e.api.Addr
 }
 
 // StartWorker starts one more worker and returns its index.
@@ -228,10 +177,10 @@ func (e *Env) StartWorker(extra ...string) int {
 }
 
 // WorkerPID is the process id of worker i.
-func (e *Env) WorkerPID(i int) int { return e.workers[i].cmd.Process.Pid }
+func (e *Env) WorkerPID(i int) int { return e.workers[i].PID() }
 
 // WorkerMetricsURL is worker i's metrics address.
-func (e *Env) WorkerAddr(i int) string { return e.workers[i].addr }
+func (e *Env) WorkerAddr(i int) string { return e.workers[i].Addr }
 
 // StopAPI stops the API with SIGTERM.
 func (e *Env) StopAPI() { stopProc(e.t, e.api, syscall.SIGTERM) }
@@ -245,27 +194,14 @@ func (e *Env) StopWorker(i int, sig syscall.Signal) { stopProc(e.t, e.workers[i]
 // WorkerLog returns worker i's log.
 func (e *Env) WorkerLog(i int) string { return e.workers[i].logText() }
 
+// stopProc sends sig to p and waits for it (a test error past 40 s, and
+// then the group is killed).
 func stopProc(t testing.TB, p *proc, sig syscall.Signal) {
-	if p == nil {
+	if p == nil || p.Proc == nil {
 		return
 	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(40 * time.Second):
-		t.Errorf("%s did not exit within 40s of %v", p.name, sig)
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-	if sig == syscall.SIGKILL {
-		// A SIGKILLed worker cannot clean up; Pdeathsig takes its Chrome
-		// down. Reap the whole group so nothing is left for later tests.
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	if err := p.Stop(sig, 40*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -276,7 +212,7 @@ func (e *Env) stopAll() {
 	stopProc(e.t, e.api, syscall.SIGTERM)
 	if e.t.Failed() {
 		for _, w := range e.workers {
-			e.t.Logf("%s log (tail):\n%s", w.name, tail(w.logText(), 4000))
+			e.t.Logf("%s log (tail):\n%s", w.Name, tail(w.logText(), 4000))
 		}
 		if e.api != nil {
 			e.t.Logf("api log (tail):\n%s", tail(e.api.logText(), 3000))

@@ -1,20 +1,16 @@
 package client_test
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/proctest"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 )
 
@@ -59,12 +55,8 @@ func runMain(m *testing.M) int {
 // the fixture site, and returns the func that stops them all (the worker
 // first, Redis last).
 func startServers(dir string) (stop func(dump bool), err error) {
-	for _, b := range []string{"api", "worker"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("build %s: %w", b, err)
-		}
+	if err := proctest.Build(dir); err != nil {
+		return nil, err
 	}
 	var stops []func()
 	stopAll := func() {
@@ -114,110 +106,40 @@ func startServers(dir string) (stop func(dump bool), err error) {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 	}
-	api, err := startProc(dir, "api", append(env, "PAGEFLEET_API_ADDR="+freeAddr()))
+	start := func(name string, env ...string) (*proctest.Proc, error) {
+		addr, err := proctest.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		key := "PAGEFLEET_WORKER_ADDR="
+		if name == "api" {
+			key = "PAGEFLEET_API_ADDR="
+		}
+		p, err := proctest.Start(proctest.Options{Name: name, Bin: filepath.Join(dir, name), Env: append(env, key+addr),
+			Addr: addr, KillWithParent: true})
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, func() { _ = p.Stop(syscall.SIGTERM, 20*time.Second) })
+		return p, nil
+	}
+	api, err := start("api", env...)
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, func() { api.stop() })
 	tmp := filepath.Join(dir, "worker-tmp")
 	os.MkdirAll(tmp, 0o755)
-	worker, err := startProc(dir, "worker", append(env, "PAGEFLEET_WORKER_ADDR="+freeAddr(), "TMPDIR="+tmp))
+	worker, err := start("worker", append(env, "TMPDIR="+tmp)...)
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, func() { worker.stop() })
-	baseURL, apiKey, webhookSecret, freeAPIKey = "http://"+api.addr, exampleKey, exampleSecret, freeKey
+	baseURL, apiKey, webhookSecret, freeAPIKey = "http://"+api.Addr, exampleKey, exampleSecret, freeKey
 	return func(dump bool) {
 		if dump {
-			fmt.Fprintf(os.Stderr, "api log (tail):\n%s\nworker log (tail):\n%s\n", api.tail(3000), worker.tail(4000))
+			fmt.Fprintf(os.Stderr, "api log (tail):\n%s\nworker log (tail):\n%s\n", api.Tail(3000), worker.Tail(4000))
 		}
 		stopAll()
 	}, nil
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// proc is a running api or worker binary.
-type proc struct {
-	name string
-	addr string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
-}
-
-func (p *proc) tail(n int) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.log.String()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return s
-}
-
-func startProc(dir, name string, env []string) (*proc, error) {
-	p := &proc{name: name, done: make(chan struct{})}
-	for _, kv := range env {
-		if k, v, _ := strings.Cut(kv, "="); k == "PAGEFLEET_API_ADDR" || k == "PAGEFLEET_WORKER_ADDR" {
-			p.addr = v
-		}
-	}
-	p.cmd = exec.Command(filepath.Join(dir, name))
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("%s exited at start:\n%s", name, p.tail(3000))
-		default:
-		}
-		if resp, err := http.Get("http://" + p.addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.stop()
-	return nil, fmt.Errorf("%s not ready within 30s:\n%s", name, p.tail(3000))
-}
-
-// stop sends SIGTERM and, after 20 s, kills the process group.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 // fixtureSite serves the pages the examples fetch.
