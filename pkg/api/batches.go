@@ -154,7 +154,7 @@ func (s *Server) createBatch(c echo.Context) error {
 			return err
 		}
 		if prev != "" {
-			return s.answerExistingBatch(c, t, prev)
+			return s.answerExistingBatch(c, t, "batch\x00"+idem, prev)
 		}
 	}
 	undoIdem := func() {
@@ -219,7 +219,7 @@ func (s *Server) enqueueTask(ctx context.Context, build func() (*asynq.Task, err
 
 // answerExistingBatch answers a repeated Idempotency-Key with the batch the
 // first request created.
-func (s *Server) answerExistingBatch(c echo.Context, t *tenant.Tenant, id string) error {
+func (s *Server) answerExistingBatch(c echo.Context, t *tenant.Tenant, idem, id string) error {
 	ctx := c.Request().Context()
 	var v *batch.View
 	var err error
@@ -231,7 +231,7 @@ func (s *Server) answerExistingBatch(c echo.Context, t *tenant.Tenant, id string
 		time.Sleep(20 * time.Millisecond)
 	}
 	if errors.Is(err, batch.ErrNotFound) {
-		return problem(http.StatusConflict, "idempotency_conflict", "a request with this Idempotency-Key is still being processed")
+		return s.missingForIdem(ctx, t.ID, idem)
 	}
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFieldErrorPaths: a 422 names every bad field of the body, each by its
@@ -67,5 +68,55 @@ func TestFieldErrorPaths(t *testing.T) {
 				t.Errorf("fields %v, want %v (%s)", got, tt.want, rec.Body)
 			}
 		})
+	}
+}
+
+// A body of a million bad values answers at once with at most 100 errors
+// (the walk stops there; the merge with later checks is linear).
+func TestFieldErrorsBounded(t *testing.T) {
+	s := newHostileServer(t)
+	for _, body := range []string{
+		`{"url":"https://example.com","actions":[` + strings.Repeat("1,", 300000) + `1]}`,
+		`{"url":"https://example.com","output":[` + strings.Repeat(`1,"x",`, 80000) + `1]}`,
+	} {
+		start := time.Now()
+		rec := serveHostile(s, "POST", "/v1/interact", []byte(body), nil)
+		took := time.Since(start)
+		var p Problem
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != http.StatusUnprocessableEntity {
+			t.Fatalf("%d %.300s", rec.Code, rec.Body)
+		}
+		if len(p.Errors) == 0 || len(p.Errors) > maxFieldErrors {
+			t.Errorf("%d errors, want 1 to %d", len(p.Errors), maxFieldErrors)
+		}
+		t.Logf("%d bytes: %d errors, %d-byte answer, %v", len(body), len(p.Errors), rec.Body.Len(), took)
+	}
+}
+
+// A repeated Idempotency-Key whose job has expired (PAGEFLEET_RESULT_TTL
+// under 24 h) answers 410 and creates nothing; while the first request may
+// still be writing its job, 409.
+func TestIdempotencyKeyOfExpiredJob(t *testing.T) {
+	s := newHostileServer(t)
+	body := []byte(`{"url":"https://example.com/"}`)
+	hdr := map[string]string{"Idempotency-Key": "once"}
+	rec := serveHostile(s, "POST", "/v1/fetch", body, hdr)
+	var acc struct{ ID string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &acc); err != nil || rec.Code != http.StatusAccepted {
+		t.Fatalf("first: %d %s", rec.Code, rec.Body)
+	}
+	ctx := t.Context()
+	s.rdb.Del(ctx, "{pf}:job:"+acc.ID) // the job expired…
+	k := idemKey("hostile", "once")
+	s.rdb.PExpire(ctx, k, 20*time.Hour) // …hours after the key was set
+	rec = serveHostile(s, "POST", "/v1/fetch", body, hdr)
+	var p Problem
+	if json.Unmarshal(rec.Body.Bytes(), &p); rec.Code != http.StatusGone || p.Code != "idempotency_expired" {
+		t.Fatalf("repeat after expiry: %d %s", rec.Code, rec.Body)
+	}
+	s.rdb.PExpire(ctx, k, idemTTL) // a key set just now whose job is not written yet
+	rec = serveHostile(s, "POST", "/v1/fetch", body, hdr)
+	if json.Unmarshal(rec.Body.Bytes(), &p); rec.Code != http.StatusConflict || p.Code != "idempotency_conflict" {
+		t.Fatalf("repeat while being written: %d %s", rec.Code, rec.Body)
 	}
 }

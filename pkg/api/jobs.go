@@ -96,7 +96,7 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 				return err
 			}
 			if prev != "" {
-				return s.answerExisting(c, t, prev, wait)
+				return s.answerExisting(c, t, idem, prev, wait)
 			}
 		}
 		now := time.Now().UTC()
@@ -205,13 +205,27 @@ func (s *Server) untilDone(what, job string, undo func(context.Context) error) {
 	}()
 }
 
+// idemTTL is how long an Idempotency-Key is remembered.
+const idemTTL = 24 * time.Hour
+
+// missingForIdem answers a repeated Idempotency-Key whose object cannot be
+// read: 409 while the first request may still be writing it, 410 once the
+// key is older than that (the object expired: PAGEFLEET_RESULT_TTL is under
+// 24 h). Either way nothing is created.
+func (s *Server) missingForIdem(ctx context.Context, tenantID, key string) error {
+	left, err := s.rdb.PTTL(ctx, idemKey(tenantID, key)).Result()
+	if err == nil && left > 0 && left < idemTTL-30*time.Second {
+		return problem(http.StatusGone, "idempotency_expired",
+			"the object this Idempotency-Key created has expired (results are kept for PAGEFLEET_RESULT_TTL); the key stays used for 24 h")
+	}
+	return problem(http.StatusConflict, "idempotency_conflict", "a request with this Idempotency-Key is still being processed")
+}
+
 // claimIdempotency records key → id for 24 h; when the key was used before,
 // it returns the earlier job id.
 func (s *Server) claimIdempotency(ctx context.Context, tenantID, key, id string) (string, error) {
 	k := idemKey(tenantID, key)
-	// A key outliving its object (PAGEFLEET_RESULT_TTL under 24 h) could
-	// only answer that the object is gone: it lives as long as the object.
-	ok, err := s.rdb.SetNX(ctx, k, id, min(24*time.Hour, s.cfg.ResultTTL)).Result()
+	ok, err := s.rdb.SetNX(ctx, k, id, idemTTL).Result()
 	if err != nil {
 		return "", err
 	}
@@ -226,7 +240,7 @@ func (s *Server) claimIdempotency(ctx context.Context, tenantID, key, id string)
 }
 
 // answerExisting answers a repeated Idempotency-Key with the earlier object.
-func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, id string, wait time.Duration) error {
+func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, idem, id string, wait time.Duration) error {
 	ctx := c.Request().Context()
 	var in *jobstore.Info
 	var err error
@@ -239,7 +253,7 @@ func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, id string, wai
 	}
 	if err != nil {
 		if errors.Is(err, jobstore.ErrNotFound) {
-			return problem(http.StatusConflict, "idempotency_conflict", "a request with this Idempotency-Key is still being processed")
+			return s.missingForIdem(ctx, t.ID, idem)
 		}
 		return err
 	}

@@ -3,8 +3,10 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,6 +46,11 @@ func decodeFields(body []byte, v any, prefix string) (errs []spec.FieldError, ok
 	return c.errs, true
 }
 
+// maxFieldErrors bounds the field errors one answer lists: a hostile body
+// of a million bad values costs a walk until the hundredth, not a million
+// errors.
+const maxFieldErrors = 100
+
 // fieldChecker walks a decoded JSON value beside the Go type it should fill.
 type fieldChecker struct {
 	errs []spec.FieldError
@@ -53,8 +60,13 @@ func (c *fieldChecker) add(path, msg string) {
 	if path == "" {
 		path = "body"
 	}
-	c.errs = append(c.errs, spec.FieldError{Field: path, Message: msg})
+	if len(c.errs) < maxFieldErrors {
+		c.errs = append(c.errs, spec.FieldError{Field: path, Message: msg})
+	}
 }
+
+// full reports whether the checker has as many errors as an answer lists.
+func (c *fieldChecker) full() bool { return len(c.errs) >= maxFieldErrors }
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
@@ -62,7 +74,7 @@ var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 // it: a bad key is dropped, a bad array element becomes null (so that the
 // indexes of the others stay as the client sent them).
 func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
-	if v == nil {
+	if v == nil || c.full() {
 		return nil // null fits anything, as in encoding/json
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
@@ -91,12 +103,15 @@ func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
 		}
 		fields := structFields(t)
 		out := make(map[string]any, len(obj))
-		for key, val := range obj {
-			f, ok := fields[key]
-			if !ok {
-				for name, ff := range fields {
-					if strings.EqualFold(name, key) {
-						f, ok = ff, true
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			val := obj[key]
+			name, f, ok := key, fields[key], false
+			if _, ok = fields[key]; !ok {
+				// encoding/json matches names regardless of case; the
+				// error names the field as documented.
+				for n, ff := range fields {
+					if strings.EqualFold(n, key) {
+						name, f, ok = n, ff, true
 						break
 					}
 				}
@@ -105,7 +120,7 @@ func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
 				c.add(join(path, key), "is not a known field")
 				continue
 			}
-			if clean := c.check(join(path, key), val, f.Type); clean != nil || val == nil {
+			if clean := c.check(join(path, name), val, f.Type); clean != nil || val == nil {
 				out[key] = clean
 			}
 		}
@@ -117,7 +132,8 @@ func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
 			return nil
 		}
 		out := make(map[string]any, len(obj))
-		for key, val := range obj {
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			val := obj[key]
 			if clean := c.check(join(path, key), val, t.Elem()); clean != nil || val == nil {
 				out[key] = clean
 			}
@@ -129,9 +145,12 @@ func (c *fieldChecker) check(path string, v any, t reflect.Type) any {
 			c.add(path, "must be an array, not "+jsonValueKind(v))
 			return nil
 		}
-		out := make([]any, len(arr))
+		out := make([]any, 0, len(arr))
 		for i, el := range arr {
-			out[i] = c.check(path+"["+strconv.Itoa(i)+"]", el, t.Elem())
+			if c.full() {
+				break // the rest is not looked at, nor decoded
+			}
+			out = append(out, c.check(path+"["+strconv.Itoa(i)+"]", el, t.Elem()))
 		}
 		return out
 	case reflect.String:
@@ -247,20 +266,43 @@ func jsonValueKind(v any) string {
 // mergeFieldErrors returns decodeErrs followed by the errors of later
 // checks, leaving out those about a field at or under a path that already
 // has a decoding error (its value was dropped, so "is required" and the
-// like would only repeat it).
+// like would only repeat it), and at most maxFieldErrors in all. With that
+// many decoding errors the later checks saw only part of the body, and
+// their errors are left out.
 func mergeFieldErrors(decodeErrs, later []spec.FieldError) []spec.FieldError {
+	if len(decodeErrs) >= maxFieldErrors {
+		return decodeErrs[:maxFieldErrors]
+	}
+	bad := make(map[string]bool, len(decodeErrs))
+	for _, d := range decodeErrs {
+		bad[d.Field] = true
+	}
 	out := append([]spec.FieldError(nil), decodeErrs...)
 	for _, e := range later {
-		covered := false
-		for _, d := range decodeErrs {
-			if e.Field == d.Field || strings.HasPrefix(e.Field, d.Field+".") || strings.HasPrefix(e.Field, d.Field+"[") {
-				covered = true
-				break
-			}
+		if len(out) == maxFieldErrors {
+			break
 		}
-		if !covered {
+		if !underBad(e.Field, bad) {
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+// underBad reports whether path or one of its parents (a.b[2].c: a.b[2],
+// a.b, a) is in bad.
+func underBad(path string, bad map[string]bool) bool {
+	if len(bad) == 0 {
+		return false
+	}
+	for {
+		if bad[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return false
+		}
+		path = path[:i]
+	}
 }

@@ -267,9 +267,11 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      90 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		// limitHeaders answers past MaxHeaderBytes with problem+json; the
-		// server itself refuses (in plain text) only far beyond it.
-		MaxHeaderBytes: 8 * MaxHeaderBytes,
+		// limitHeaders answers past MaxHeaderBytes with problem+json (it
+		// counts the parsed header, without the padding a client may add);
+		// the server itself refuses, in plain text, what passes twice that
+		// in raw bytes.
+		MaxHeaderBytes: 2 * MaxHeaderBytes,
 	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

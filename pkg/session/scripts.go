@@ -183,15 +183,17 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 `)
 
-// deleteScript removes a session's state and meta and moves the fence on,
-// so that a holder still running can write nothing afterwards.
+// deleteScript removes a session's state and meta and, when there was a
+// session, moves the fence on, so that a holder still running can write
+// nothing afterwards (a second deletion, of nothing, leaves the fence and
+// the marker alone: the holder still learns it was a deletion).
 //
 // KEYS: state, meta, fence, deleted
 // ARGV: how long to remember the deletion (ms)
 // Returns the number of keys removed (0: there was no session).
 var deleteScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1], KEYS[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if n > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   local f = redis.call('INCR', KEYS[3])
   redis.call('SET', KEYS[4], f, 'PX', ARGV[1])
 end

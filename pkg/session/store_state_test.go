@@ -405,6 +405,10 @@ func TestDelete(t *testing.T) {
 		if waited := time.Since(start); waited < 200*time.Millisecond || waited > lease {
 			t.Errorf("Delete waited %v", waited)
 		}
+		// A client that repeats the DELETE gets 404, and changes nothing.
+		if err := s.Delete(ctx, "acme", "slow", 50*time.Millisecond); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second Delete = %v, want ErrNotFound", err)
+		}
 		// Its writes are refused, and it learns that the session was
 		// deleted (its job's result stands) rather than that another job
 		// took its lease.
