@@ -17,6 +17,7 @@ import (
 
 	"github.com/pagefleet/pagefleet/pkg/api"
 	"github.com/pagefleet/pagefleet/pkg/config"
+	"github.com/pagefleet/pagefleet/pkg/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
 )
@@ -46,6 +47,7 @@ func run() error {
 		return err
 	}
 	defer rdb.Close()
+	jobstore.MigrateAtStart(rdb, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Queue depth, latency and totals per asynq queue (asynq_queue_size,

@@ -58,6 +58,7 @@ func run() error {
 		return err
 	}
 	defer rdb.Close()
+	jobstore.MigrateAtStart(rdb, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// asynq's queue metrics on both binaries, as on the API (dashboards and
