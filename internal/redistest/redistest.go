@@ -206,8 +206,14 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	for i := 0; i < n; i++ {
 		s := &Server{Dir: tb.TempDir(), aof: true, extra: []string{"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}}
-		for try := 0; try < 3; try++ {
-			if err = s.start(0); err == nil {
+		for try := 0; try < 5; try++ {
+			// A cluster node also listens on its port + 10000 (the
+			// cluster bus), so its port must be at most 55535.
+			var port int
+			if port, err = clusterPort(); err != nil {
+				break
+			}
+			if err = s.start(port); err == nil {
 				break
 			}
 			s.Kill()
@@ -242,3 +248,24 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 // URL is the redis-cluster:// URL of the cluster, naming one node: a
 // cluster client learns the others from it.
 func (c *Cluster) URL() string { return "redis-cluster://" + c.Nodes[0].Addr }
+
+// clusterPort returns a free port p ≤ 55535 whose bus port p+10000 is free
+// too.
+func clusterPort() (int, error) {
+	for try := 0; try < 100; try++ {
+		p, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		if p > 55535 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port pair for a cluster node")
+}

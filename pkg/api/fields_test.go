@@ -120,3 +120,16 @@ func TestIdempotencyKeyOfExpiredJob(t *testing.T) {
 		t.Fatalf("repeat while being written: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// A body with a bad field and a second JSON value after it is malformed
+// (400), as a body without the bad field is.
+func TestTrailingValueWithBadField(t *testing.T) {
+	s := newHostileServer(t)
+	for _, body := range []string{`{"url":5} {"url":"https://example.com"}`, `{"url":"https://example.com"} 1`} {
+		rec := serveHostile(s, "POST", "/v1/fetch", []byte(body), nil)
+		var p Problem
+		if json.Unmarshal(rec.Body.Bytes(), &p); rec.Code != http.StatusBadRequest || p.Code != "malformed_json" {
+			t.Errorf("%s: %d %s", body, rec.Code, rec.Body)
+		}
+	}
+}

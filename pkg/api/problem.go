@@ -127,6 +127,9 @@ func decodeJSON(c echo.Context, limit int64, v any) (fieldErrs []spec.FieldError
 		if p.Status != http.StatusUnprocessableEntity {
 			return nil, p
 		}
+		if !oneValue(body) {
+			return nil, problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
+		}
 		errs, ok := decodeFields(body, v, "")
 		if !ok {
 			return nil, p
@@ -137,6 +140,17 @@ func decodeJSON(c echo.Context, limit int64, v any) (fieldErrs []spec.FieldError
 		return nil, problem(http.StatusBadRequest, "malformed_json", "the body holds more than one JSON value")
 	}
 	return nil, nil
+}
+
+// oneValue reports whether body is one JSON value and nothing after it.
+func oneValue(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if dec.Decode(&raw) != nil {
+		return false
+	}
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // jsonDepthOver reports whether arrays and objects in b nest deeper than max.

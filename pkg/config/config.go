@@ -211,12 +211,12 @@ func ParseRedisURL(raw string) (*redis.UniversalOptions, error) {
 	switch {
 	case strings.HasPrefix(raw, "redis-sentinel://"), strings.HasPrefix(raw, "redis-cluster://"):
 		rest := raw[strings.Index(raw, "://")+3:]
-		var password string
+		var username, password string
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			cred := rest[:at]
 			rest = rest[at+1:]
 			if i := strings.Index(cred, ":"); i >= 0 {
-				password = cred[i+1:]
+				username, password = cred[:i], cred[i+1:]
 			} else {
 				password = cred
 			}
@@ -237,6 +237,9 @@ func ParseRedisURL(raw string) (*redis.UniversalOptions, error) {
 			rest = rest[:i]
 		}
 		o := &redis.UniversalOptions{Addrs: strings.Split(rest, ","), Password: password, DB: db}
+		if strings.HasPrefix(raw, "redis-cluster://") {
+			o.Username = username // Sentinel URLs name Redis's password only
+		}
 		for _, kv := range strings.Split(query, "&") {
 			if k, v, ok := strings.Cut(kv, "="); ok && k == "master" {
 				o.MasterName = v
@@ -248,6 +251,9 @@ func ParseRedisURL(raw string) (*redis.UniversalOptions, error) {
 		if strings.HasPrefix(raw, "redis-cluster://") {
 			if db != 0 {
 				return nil, fmt.Errorf("a Redis Cluster has only database 0")
+			}
+			if o.MasterName != "" {
+				return nil, fmt.Errorf("?master= belongs to a redis-sentinel:// URL, not to a cluster")
 			}
 			// A cluster client even with one seed address (the cluster
 			// tells it the other nodes).

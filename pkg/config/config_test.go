@@ -77,6 +77,12 @@ func TestRedisURLForms(t *testing.T) {
 	if _, err := config.ParseRedisURL("redis-cluster://n1:7000/3"); err == nil {
 		t.Error("cluster URL with database 3 accepted")
 	}
+	if _, err := config.ParseRedisURL("redis-cluster://n1:7000?master=m"); err == nil {
+		t.Error("cluster URL with ?master= accepted")
+	}
+	if o, _ := config.ParseRedisURL("redis-cluster://app:pw@n1:7000"); o.Username != "app" || o.Password != "pw" {
+		t.Errorf("cluster URL user and password: %+v", o)
+	}
 }
 
 func TestTenantsFile(t *testing.T) {

@@ -4,8 +4,9 @@
 //
 // A Profile is validated (Validate) and put in canonical form (Normalize)
 // before it is stored. The Store keeps each tenant's profiles in Redis: one
-// hash per profile and a sorted set of names for listing, all under one hash
-// tag per tenant, so that every write is a single atomic step also on Redis
+// hash per profile and a sorted set of names for listing. Like every
+// pagefleet key they start with the hash tag {pf} (the inner {i:…} is part
+// of the name only), so every write is a single atomic step also on Redis
 // Cluster:
 //
 //	{pf}:{i:<tenant>}:identity:<name>   hash: profile (JSON), created_at, updated_at

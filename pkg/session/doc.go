@@ -29,8 +29,8 @@
 //
 // # Redis keys
 //
-// All keys of one session share the hash tag {s:<tenant>:<sid>}, so the
-// scripts work on Redis Cluster:
+// Like every pagefleet key they start with the hash tag {pf} (the inner
+// {s:…} is part of the name only), so the scripts work on Redis Cluster:
 //
 //	{pf}:{s:<tenant>:<sid>}:line   list of job ids, head first
 //	{pf}:{s:<tenant>:<sid>}:lock   lease token, PX lease

@@ -2,8 +2,8 @@ package session
 
 import "github.com/redis/go-redis/v9"
 
-// All scripts touch only the keys of one session (one hash tag), so they run
-// on Redis Cluster. Times are passed in from the caller in Unix milliseconds.
+// All scripts touch only keys under the hash tag {pf}, so they run on Redis
+// Cluster. Times are passed in from the caller in Unix milliseconds.
 
 // acquireScript takes the session for a job when the job is at the head of
 // the line and no other holder has the lock.

@@ -129,7 +129,7 @@ func NewDeliverer(cfg Config) *Deliverer {
 	}
 	d.outcomes = register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pagefleet_webhook_deliveries_total",
-		Help: "Webhook delivery attempts by outcome (delivered, retry, failed, blocked, gone).",
+		Help: "Webhook delivery attempts by outcome (delivered, retry, failed, blocked).",
 	}, []string{"outcome"}))
 	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeBlocked} {
 		d.outcomes.WithLabelValues(o)

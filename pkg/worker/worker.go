@@ -431,6 +431,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 	req := &p.Request
 	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
 	if ierr != nil {
+		w.touchSession(ctx, lease)
 		return runOutcome{err: ierr}
 	}
 	var prev *state.State
@@ -506,6 +507,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		switch {
 		case errors.Is(err, session.ErrTooLarge):
 			out.err = spec.Errorf(spec.CodeSessionTooLarge, false, "the session state would exceed the size cap; the stored state is unchanged")
+			w.touchSession(ctx, lease)
 		case errors.Is(err, session.ErrDeleted):
 			// The user deleted the session while the job ran (DELETE waits
 			// only so long): the job's result stands, nothing is saved.
