@@ -133,3 +133,20 @@ func TestTrailingValueWithBadField(t *testing.T) {
 		}
 	}
 }
+
+// At most 50 actions: the 51st is refused, naming actions.
+func TestAtMostFiftyActions(t *testing.T) {
+	s := newHostileServer(t)
+	for _, n := range []int{50, 51} {
+		acts := strings.TrimSuffix(strings.Repeat(`{"type":"wait","ms":1},`, n), ",")
+		rec := serveHostile(s, "POST", "/v1/interact", []byte(`{"url":"https://example.com/","actions":[`+acts+`]}`), nil)
+		var p Problem
+		json.Unmarshal(rec.Body.Bytes(), &p)
+		switch {
+		case n == 50 && rec.Code != http.StatusAccepted:
+			t.Errorf("50 actions: %d %s", rec.Code, rec.Body)
+		case n == 51 && (rec.Code != http.StatusUnprocessableEntity || len(p.Errors) != 1 || p.Errors[0].Field != "actions"):
+			t.Errorf("51 actions: %d %s", rec.Code, rec.Body)
+		}
+	}
+}
