@@ -83,7 +83,7 @@ type View struct {
 	Failed     int64      `json:"failed"`
 	Cancelled  int64      `json:"cancelled"`
 	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at"` // null while it runs
 	Crawl      *Crawl     `json:"crawl,omitempty"`
 	tenant     string
 }

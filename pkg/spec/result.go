@@ -25,8 +25,8 @@ type Job struct {
 	Kind       string       `json:"kind"`
 	Status     string       `json:"status"`
 	CreatedAt  time.Time    `json:"created_at"`
-	StartedAt  *time.Time   `json:"started_at,omitempty"`
-	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+	StartedAt  *time.Time   `json:"started_at"`  // null until it runs
+	FinishedAt *time.Time   `json:"finished_at"` // null until it ends
 	Attempts   int          `json:"attempts"`
 	URL        string       `json:"url,omitempty"`
 	BatchID    string       `json:"batch_id,omitempty"`

@@ -31,3 +31,14 @@ func TestLinksKeyWhenAskedFor(t *testing.T) {
 		}
 	}
 }
+
+// A job's timestamps are always keys of its object: null until set, as the
+// contract lists them.
+func TestTimestampsAlwaysPresent(t *testing.T) {
+	b, _ := json.Marshal(Job{ID: "job_x", Kind: KindFetch, Status: StatusQueued})
+	for _, k := range []string{`"started_at":null`, `"finished_at":null`, `"created_at":`} {
+		if !strings.Contains(string(b), k) {
+			t.Errorf("queued job %s lacks %s", b, k)
+		}
+	}
+}
