@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
@@ -88,54 +86,40 @@ func (c *bareChrome) page(ctx context.Context, url string) (string, error) {
 // run renders n pages with conc goroutines and returns the elapsed time.
 // With reuse, each goroutine keeps one incognito context and cleans it
 // between pages (cookies, the origin's storage, a blank page): the
-// alternative to fresh contexts that BENCHMARKS.md compares.
+// alternative to fresh contexts that BENCHMARKS.md compares. The time
+// includes making those contexts.
 func (c *bareChrome) run(ctx context.Context, n, conc int, url func(int) string, mark string, reuse bool) (time.Duration, error) {
-	var next atomic.Int64
-	var mu sync.Mutex
-	var errs []error
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < conc; w++ {
-		wg.Go(func() {
-			fail := func(err error) {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			var tctx context.Context
-			if reuse {
-				var cancel context.CancelFunc
-				tctx, cancel = chromedp.NewContext(c.ctx, chromedp.WithNewBrowserContext())
-				defer cancel()
-				if err := chromedp.Do(tctx); err != nil {
-					fail(err)
-					return
-				}
-			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				u := url(i)
-				var html string
-				var err error
-				if reuse {
-					html, err = reusePage(tctx, u)
-				} else {
-					html, err = c.page(ctx, u)
-				}
-				if err == nil && !strings.Contains(html, mark) {
-					err = fmt.Errorf("%s: the DOM lacks %q", u, mark)
-				}
-				if err != nil {
-					fail(err)
-				}
-			}
-		})
+	var kept contextPool
+	if reuse {
+		anchors, stop, err := c.anchors(conc)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
+		kept = newContextPool(anchors)
 	}
-	wg.Wait()
-	return time.Since(start), errors.Join(errs...)
+	_, err := loop(n, conc, func(i int) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		u := url(i)
+		var html string
+		var err error
+		if reuse {
+			err = kept.use(func(tctx context.Context) (err error) {
+				html, err = reusePage(tctx, u)
+				return err
+			})
+		} else {
+			html, err = c.page(ctx, u)
+		}
+		if err == nil && !strings.Contains(html, mark) {
+			err = fmt.Errorf("%s: the DOM lacks %q", u, mark)
+		}
+		return err
+	})
+	return time.Since(start), err
 }
 
 // reusePage renders url in a context used before, then cleans the context.
@@ -185,15 +169,26 @@ func (c *bareChrome) anchors(n int) (anchors []context.Context, stop func(), err
 // contexts makes and disposes n contexts with mk from len(anchors)
 // goroutines; each call gets an anchor that no other call uses meanwhile.
 func (c *bareChrome) contexts(n int, anchors []context.Context, mk func(anchor context.Context) error) (time.Duration, error) {
-	free := make(chan context.Context, len(anchors))
-	for _, a := range anchors {
-		free <- a
+	free := newContextPool(anchors)
+	return loop(n, len(anchors), func(int) error { return free.use(mk) })
+}
+
+// contextPool hands out kept chromedp contexts, one caller at a time each.
+type contextPool chan context.Context
+
+func newContextPool(ctxs []context.Context) contextPool {
+	p := make(contextPool, len(ctxs))
+	for _, c := range ctxs {
+		p <- c
 	}
-	return loop(n, len(anchors), func(int) error {
-		a := <-free
-		defer func() { free <- a }()
-		return mk(a)
-	})
+	return p
+}
+
+// use runs fn with a context of the pool that no other call uses meanwhile.
+func (p contextPool) use(fn func(context.Context) error) error {
+	c := <-p
+	defer func() { p <- c }()
+	return fn(c)
 }
 
 // inNewContext creates an off-the-record browser context, runs fn in it

@@ -50,18 +50,9 @@ func BenchmarkRenderBare(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				ctx := benchCtx(b, 10*time.Minute)
-				var total, cpu time.Duration
-				for b.Loop() {
-					c0 := treeCPU(bare.pid) + selfCPU()
-					d, err := bare.run(ctx, partPages, conc, k.url, k.mark, reuse)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cpu += treeCPU(bare.pid) + selfCPU() - c0
-					total += d
-				}
-				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
-				b.ReportMetric(cpu.Seconds()*1000/float64(partPages*b.N), "cpu-ms/page")
+				measurePart(b, "page", partPages, func() []int { return []int{bare.pid} }, func(int) (time.Duration, error) {
+					return bare.run(ctx, partPages, conc, k.url, k.mark, reuse)
+				})
 			})
 		}
 	}
@@ -113,20 +104,9 @@ func BenchmarkRenderPool(b *testing.B) {
 					b.Fatal(err)
 				}
 				time.Sleep(500 * time.Millisecond) // let warm contexts be made
-				var total, cpu time.Duration
-				it := 0
-				for b.Loop() {
-					c0 := treeCPU(pool.PIDs()...) + selfCPU()
-					d, err := render(partPages, 100*it)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cpu += treeCPU(pool.PIDs()...) + selfCPU() - c0
-					total += d
-					it++
-				}
-				b.ReportMetric(float64(partPages*b.N)/total.Seconds(), "pages/s")
-				b.ReportMetric(cpu.Seconds()*1000/float64(partPages*b.N), "cpu-ms/page")
+				measurePart(b, "page", partPages, pool.PIDs, func(it int) (time.Duration, error) {
+					return render(partPages, 100*it)
+				})
 			})
 		}
 	}
@@ -175,20 +155,31 @@ func BenchmarkContextCost(b *testing.B) {
 			} {
 				b.Run(v.name, func(b *testing.B) {
 					n := 2 * partPages
-					var cpu, total time.Duration
-					for b.Loop() {
-						c0 := treeCPU(c.pid) + selfCPU()
-						d, err := c.contexts(n, anchors, v.mk)
-						if err != nil {
-							b.Fatal(err)
-						}
-						cpu += treeCPU(c.pid) + selfCPU() - c0
-						total += d
-					}
-					b.ReportMetric(float64(n*b.N)/total.Seconds(), "contexts/s")
-					b.ReportMetric(cpu.Seconds()*1000/float64(n*b.N), "cpu-ms/context")
+					measurePart(b, "context", n, func() []int { return []int{c.pid} }, func(int) (time.Duration, error) {
+						return c.contexts(n, anchors, v.mk)
+					})
 				})
 			}
 		})
 	}
+}
+
+// measurePart runs run (given the iteration's number) once per benchmark
+// iteration, each doing n units, and reports units/s over the time run
+// returns and CPU per unit of the process trees of pids plus this process.
+func measurePart(b *testing.B, unit string, n int, pids func() []int, run func(it int) (time.Duration, error)) {
+	var total, cpu time.Duration
+	it := 0
+	for b.Loop() {
+		c0 := treeCPU(pids()...) + selfCPU()
+		d, err := run(it)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu += treeCPU(pids()...) + selfCPU() - c0
+		total += d
+		it++
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), unit+"s/s")
+	b.ReportMetric(cpu.Seconds()*1000/float64(n*b.N), "cpu-ms/"+unit)
 }
