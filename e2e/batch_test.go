@@ -330,6 +330,15 @@ func TestCrawlBatch(t *testing.T) {
 			t.Errorf("crawl settings echoed: %v", crawl)
 		}
 		jobs := e.BatchJobs(keyA, acc.ID, 37)
+		inList := 0
+		for _, j := range e.listAll(keyA, "") {
+			if j.BatchID == acc.ID {
+				inList++
+			}
+		}
+		if inList != n+2 {
+			t.Errorf("GET /v1/jobs lists %d of the crawl's %d jobs", inList, n+2)
+		}
 		urls := map[string]bool{}
 		for _, j := range jobs {
 			if urls[j.URL] || j.BatchID != acc.ID || j.Status != spec.StatusSucceeded || j.Result == nil || j.Result.Text == nil {
@@ -551,6 +560,25 @@ func TestBatch10k(t *testing.T) {
 	nstart := time.Now()
 	checkAll("ndjson", e.BatchNDJSON(keyA, acc.ID))
 	t.Logf("reading 10 000 results: paging %s, ndjson %s", nstart.Sub(pstart).Round(time.Millisecond), time.Since(nstart).Round(time.Millisecond))
+
+	// The tenant's job list has them too (they share the batch's creation
+	// time), each once, newest first: the batch's last URL first.
+	lstart := time.Now()
+	var listed []spec.Job
+	for _, j := range e.listAll(keyA, "status=succeeded") {
+		if j.BatchID == acc.ID {
+			listed = append(listed, j)
+		}
+	}
+	t.Logf("GET /v1/jobs?status=succeeded listed the batch's %d jobs in %s", len(listed), time.Since(lstart).Round(time.Millisecond))
+	if len(listed) != n {
+		t.Fatalf("GET /v1/jobs listed %d of the batch's %d jobs", len(listed), n)
+	}
+	for i, j := range listed {
+		if j.URL != urls[n-1-i] {
+			t.Fatalf("GET /v1/jobs place %d: %s, want %s (newest first)", i, j.URL, urls[n-1-i])
+		}
+	}
 
 	time.Sleep(2 * time.Second) // a second delivery would come now
 	evs, _, rejected := rcv.snapshot()

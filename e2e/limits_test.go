@@ -114,6 +114,34 @@ func (e *Env) listJobs(key string) []spec.Job {
 	return l.Data
 }
 
+// listAll pages through GET /v1/jobs?query with limit 1000 and returns
+// every job it lists, failing on a job listed twice.
+func (e *Env) listAll(key, query string) []spec.Job {
+	e.t.Helper()
+	var out []spec.Job
+	seen := map[string]bool{}
+	cursor := ""
+	for {
+		var pg struct {
+			Data       []spec.Job `json:"data"`
+			NextCursor string     `json:"next_cursor"`
+		}
+		if resp := e.Do("GET", "/v1/jobs?limit=1000&"+query+"&cursor="+cursor, key, nil, &pg); resp.StatusCode != 200 {
+			e.t.Fatalf("list jobs: %d", resp.StatusCode)
+		}
+		for _, j := range pg.Data {
+			if seen[j.ID] {
+				e.t.Fatalf("GET /v1/jobs listed %s twice", j.ID)
+			}
+			seen[j.ID] = true
+			out = append(out, j)
+		}
+		if cursor = pg.NextCursor; cursor == "" {
+			return out
+		}
+	}
+}
+
 // queuedTasks lists the ids of the run tasks asynq holds in any state
 // (pending, active, scheduled, retry): the task id is the job id.
 func (e *Env) queuedTasks() map[string]bool {

@@ -368,7 +368,7 @@ func (s *Server) listJobs(c echo.Context) error {
 		return invalid([]spec.FieldError{{Field: "status", Message: "must be one of queued, running, succeeded, failed, cancelled"}})
 	}
 	if cur != "" {
-		if _, err := strconv.ParseInt(cur, 10, 64); err != nil {
+		if !jobstore.ValidListCursor(cur) {
 			return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
 		}
 	}

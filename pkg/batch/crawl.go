@@ -26,9 +26,11 @@ type Child struct {
 // their tasks can be enqueued again. The job records carry the fields
 // jobstore.Create writes, plus parent and depth.
 //
-// KEYS: batch, seen, jobs list, parent job, tenant's active count.
+// KEYS: batch, seen, jobs list, parent job, tenant's active count,
+// tenant's job list.
 // ARGV: parent id, max pages, created_at, ttl ms, job id prefix, tenant,
-// depth, urls….
+// depth, created_at in µs (the job list's score, plus the job's index),
+// trim-below score of the job list, urls….
 var discoverScript = redis.NewScript(`
 if redis.call('HGET', KEYS[4], 'disc') ~= 'pending' then return {} end
 local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'total')
@@ -37,7 +39,7 @@ local batch = string.sub(KEYS[1], 12) -- after '{pf}:batch:'
 local max = tonumber(ARGV[2])
 local total = tonumber(h[3])
 local out = {}
-for i = 8, #ARGV do
+for i = 10, #ARGV do
   local u = ARGV[i]
   local id = redis.call('HGET', KEYS[2], u)
   if id then
@@ -57,11 +59,16 @@ for i = 8, #ARGV do
     redis.call('PEXPIRE', jk, ARGV[4])
     redis.call('RPUSH', KEYS[3], id)
     redis.call('INCR', KEYS[5])
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[8]) + total - 1, id)
     table.insert(out, id)
     table.insert(out, u)
   end
 end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[4]) end
+if #out > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[9])
+  redis.call('PEXPIRE', KEYS[6], ARGV[4])
+end
 return out
 `)
 
@@ -74,7 +81,9 @@ func (s *Store) Discover(ctx context.Context, b *Batch, parent string, depth int
 	if b.Crawl != nil && b.Crawl.MaxPages > 0 {
 		maxPages = b.Crawl.MaxPages
 	}
-	args := []any{parent, maxPages, time.Now().UTC().Format(time.RFC3339Nano), s.ttl.Milliseconds(), jobPrefix(b.ID), b.Tenant, depth}
+	now := time.Now()
+	args := []any{parent, maxPages, now.UTC().Format(time.RFC3339Nano), s.ttl.Milliseconds(), jobPrefix(b.ID), b.Tenant, depth,
+		now.UnixMicro(), now.Add(-s.ttl).UnixMicro()}
 	seen := make(map[string]bool, len(urls))
 	for _, u := range urls {
 		if !seen[u] {
@@ -82,7 +91,7 @@ func (s *Store) Discover(ctx context.Context, b *Batch, parent string, depth int
 			args = append(args, u)
 		}
 	}
-	keys := []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID), jobstore.Key(parent), jobstore.ActiveKey(b.Tenant)}
+	keys := []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID), jobstore.Key(parent), jobstore.ActiveKey(b.Tenant), jobstore.IndexKey(b.Tenant)}
 	vals, err := discoverScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err

@@ -73,8 +73,9 @@ func (s *Store) CreateChunk(ctx context.Context, b *Batch, start int, urls []str
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i, u := range urls {
 				s.jobs.Create(ctx, p, jobstore.Record{ID: ids[i], Tenant: b.Tenant, Kind: spec.KindFetch, URL: u,
-					CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true})
+					CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true, ListOrder: start + i})
 			}
+			s.jobs.TrimIndex(ctx, p, b.Tenant)
 			p.RPush(ctx, jobsKey(b.ID), args...)
 			p.PExpire(ctx, jobsKey(b.ID), s.ttl)
 			p.Set(ctx, markKey(b.ID), start+len(urls), s.ttl)

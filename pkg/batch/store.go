@@ -180,6 +180,7 @@ func (s *Store) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
 		p.RPush(ctx, jobsKey(b.ID), id)
 		s.jobs.Create(ctx, p, jobstore.Record{ID: id, Tenant: b.Tenant, Kind: spec.KindFetch, URL: b.Crawl.StartURL,
 			CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true})
+		s.jobs.TrimIndex(ctx, p, b.Tenant)
 		p.HSet(ctx, jobstore.Key(id), "depth", 0)
 		for _, k := range []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID)} {
 			p.PExpire(ctx, k, s.ttl)
@@ -200,6 +201,13 @@ func (s *Store) Remove(ctx context.Context, b *Batch) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
 			p.Del(ctx, jobstore.Key(id))
+		}
+		if len(ids) > 0 {
+			members := make([]any, len(ids))
+			for i, id := range ids {
+				members[i] = id
+			}
+			p.ZRem(ctx, jobstore.IndexKey(b.Tenant), members...)
 		}
 		p.Del(ctx, Key(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID))
 		p.ZRem(ctx, indexKey(b.Tenant), b.ID)

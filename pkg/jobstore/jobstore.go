@@ -83,6 +83,10 @@ type Record struct {
 	// Counted marks a job that holds a place in the tenant's active-job
 	// count (see Gate); finishing or cancelling it gives the place back.
 	Counted bool
+	// ListOrder is added, in microseconds, to the creation time that orders
+	// the tenant's job list: the jobs of a batch share the batch's creation
+	// time, and their index in the batch keeps their places distinct.
+	ListOrder int
 }
 
 // fields are the field/value pairs of r's queued record.
@@ -110,12 +114,24 @@ func (r *Record) fields() []any {
 func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
 	pipe.HSet(ctx, Key(r.ID), r.fields()...)
 	pipe.PExpire(ctx, Key(r.ID), s.ttl)
+	pipe.ZAdd(ctx, indexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro() + int64(r.ListOrder)), Member: r.ID})
 	if r.BatchID == "" {
-		pipe.ZAdd(ctx, indexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro()), Member: r.ID})
-		pipe.ZRemRangeByScore(ctx, indexKey(r.Tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
-		pipe.PExpire(ctx, indexKey(r.Tenant), s.ttl)
+		s.TrimIndex(ctx, pipe, r.Tenant)
 	}
 }
+
+// TrimIndex drops from the tenant's job list the entries older than the
+// records' lifetime and renews the list's own expiry, in pipe. Create does
+// it for a job outside batches; a batch does it once per chunk of jobs.
+func (s *Store) TrimIndex(ctx context.Context, pipe redis.Pipeliner, tenant string) {
+	pipe.ZRemRangeByScore(ctx, indexKey(tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
+	pipe.PExpire(ctx, indexKey(tenant), s.ttl)
+}
+
+// IndexKey is the sorted set that lists the tenant's jobs for GET /v1/jobs,
+// scored by creation time in microseconds (plus Record.ListOrder). Scripts
+// that create jobs themselves (a crawl's discovered pages) add to it.
+func IndexKey(tenant string) string { return indexKey(tenant) }
 
 // ActiveKey counts the tenant's jobs that have not ended.
 func ActiveKey(tenant string) string { return "{pf}:t:" + tenant + ":active" }
@@ -535,26 +551,48 @@ func decode(id, tenant string, m map[string]string) (*Info, error) {
 }
 
 // List returns the tenant's jobs newest first, filtered by status ("" =
-// all). cursor is the opaque next_cursor of the previous page.
+// all). cursor is the opaque next_cursor of the previous page: the score
+// and id of the last job it listed, so that jobs with equal scores are
+// neither skipped nor repeated.
 func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
-	max := "+inf"
+	var after *listPos
 	if cursor != "" {
-		n, err := strconv.ParseInt(cursor, 10, 64)
-		if err != nil {
-			return nil, "", fmt.Errorf("bad cursor")
-		}
-		max = "(" + strconv.FormatInt(n, 10)
-	}
-	out := []spec.Job{}
-	last := ""
-	more := true
-	for round := 0; round < 20 && len(out) < limit && more; round++ {
-		count := int64(limit * 2)
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: count}).Result()
+		p, err := parseListCursor(cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		more = int64(len(zs)) == count
+		after = &p
+	}
+	out := []spec.Job{}
+	var last *listPos
+	more := true
+	for round := 0; round < 20 && len(out) < limit && more; round++ {
+		count := int64(limit * 2)
+		max := "+inf"
+		if after != nil {
+			max = strconv.FormatInt(after.score, 10) // inclusive: ties are skipped below
+		}
+		// Entries with the cursor's score come first, in descending id order;
+		// those not after the cursor were listed already. offset skips them
+		// when there are more ties than one read returns.
+		var offset int64
+		var zs []redis.Z
+		for {
+			got, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Offset: offset, Count: count}).Result()
+			if err != nil {
+				return nil, "", err
+			}
+			more = int64(len(got)) == count
+			i := 0
+			for after != nil && i < len(got) && int64(got[i].Score) == after.score && got[i].Member.(string) >= after.id {
+				i++
+			}
+			zs = got[i:]
+			if len(zs) > 0 || !more {
+				break
+			}
+			offset += count
+		}
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, len(zs))
 		for i, z := range zs {
@@ -565,8 +603,8 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 		}
 		var stale []any
 		for i, z := range zs {
-			last = strconv.FormatInt(int64(z.Score), 10)
 			id := z.Member.(string)
+			last = &listPos{score: int64(z.Score), id: id}
 			in, err := decode(id, tenant, toMap(cmds[i].Val()))
 			if err != nil {
 				stale = append(stale, id)
@@ -583,12 +621,40 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 		if len(stale) > 0 {
 			s.rdb.ZRem(ctx, indexKey(tenant), stale...)
 		}
-		max = "(" + last
+		after = last
 	}
-	if !more {
-		last = ""
+	if !more || last == nil {
+		return out, "", nil
 	}
-	return out, last, nil
+	return out, last.String(), nil
+}
+
+// listPos is a place in the tenant's job list: a score and a job id.
+type listPos struct {
+	score int64
+	id    string
+}
+
+func (p listPos) String() string { return strconv.FormatInt(p.score, 10) + "." + p.id }
+
+// ValidListCursor reports whether c is a cursor List gave.
+func ValidListCursor(c string) bool {
+	_, err := parseListCursor(c)
+	return err == nil
+}
+
+// parseListCursor reads a cursor of List. A bare score is the cursor of an
+// earlier version: everything below that score.
+func parseListCursor(c string) (listPos, error) {
+	num, id, _ := strings.Cut(c, ".")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || (id == "" && strings.Contains(c, ".")) || (id != "" && !strings.HasPrefix(id, "job_")) {
+		return listPos{}, fmt.Errorf("bad cursor")
+	}
+	if id == "" {
+		return listPos{score: n - 1, id: "\xff"}, nil
+	}
+	return listPos{score: n, id: id}, nil
 }
 
 const compressAbove = 4096
