@@ -17,7 +17,7 @@ var interactPages = map[string]http.HandlerFunc{
 <button id="soon" disabled>Soon</button>
 <p id="clicked"></p>
 <select id="sel"><option value="a">A</option><option value="b">B</option></select>
-<p id="selected"></p>
+<p id="selected"></p><img id="logo" src="/logo.png" alt="logo">
 <div id="hov" style="width:200px;height:40px;background:#eee">hover me</div><p id="hovered"></p>
 <form id="f" action="/submitted" method="get"><input id="q" name="q"></form>
 <script>
@@ -97,6 +97,10 @@ func TestInteractActions(t *testing.T) {
 	}
 	if !contains(j.Result.HTML, "plain body") || !strings.HasSuffix(j.Result.FinalURL, "/plain") {
 		t.Errorf("final page: %s", j.Result.FinalURL)
+	}
+	// The screenshot action needs the page's images: nothing was blocked.
+	if site.Hits("/logo.png") != 1 {
+		t.Errorf("the image was requested %d times by a job with a screenshot action, want 1", site.Hits("/logo.png"))
 	}
 	if site.Hits("/submitted") != 1 {
 		t.Errorf("the form was submitted %d times", site.Hits("/submitted"))

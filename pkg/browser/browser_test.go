@@ -590,6 +590,40 @@ func TestBlockResources(t *testing.T) {
 	}
 }
 
+// TestBlockResourcesByNameThenType checks how blocking finds what to block:
+// by file extension at once (no request is made), never the page itself
+// even at a .png path, and on a host where an image without an extension
+// loaded, by resource type from the next job on.
+func TestBlockResourcesByNameThenType(t *testing.T) {
+	t.Parallel()
+	res := mustRender(t, browser.Request{URL: ts.URL + "/doc.png", BlockResources: true})
+	if !strings.Contains(res.HTML, `id="doc"`) || res.StatusCode != 200 {
+		t.Fatalf("the page at a .png path did not load (%d):\n%s", res.StatusCode, res.HTML)
+	}
+	if n := len(ts.seen("/img/in-doc.png", "")); n != 0 {
+		t.Errorf("the server saw %d requests for the page's image", n)
+	}
+	// Another name of the fixture's host, so that no other test has taught
+	// the pool about it.
+	u := strings.Replace(ts.URL, "127.0.0.1", "localhost", 1) + "/block-unnamed"
+	res = mustRender(t, browser.Request{URL: u, BlockResources: true})
+	if !strings.Contains(res.HTML, `data-img="loaded"`) || len(ts.seen("/noext-img", "")) != 1 {
+		t.Fatalf("first job: the image without an extension should load (requests %d):\n%s", len(ts.seen("/noext-img", "")), res.HTML)
+	}
+	res = mustRender(t, browser.Request{URL: u, BlockResources: true})
+	if !strings.Contains(res.HTML, `data-img="failed"`) || len(ts.seen("/noext-img", "")) != 1 {
+		t.Errorf("second job on the host: the image should be blocked by type (requests %d):\n%s", len(ts.seen("/noext-img", "")), res.HTML)
+	}
+	if n := len(ts.seen("/font/f.woff2", "")); n != 0 {
+		t.Errorf("the server saw %d requests for the web font", n)
+	}
+	// Without blocking, all of it loads.
+	res = mustRender(t, browser.Request{URL: u})
+	if !strings.Contains(res.HTML, `data-img="loaded"`) || len(ts.seen("/font/f.woff2", "")) == 0 {
+		t.Errorf("without blocking the image and font should load (font requests %d)", len(ts.seen("/font/f.woff2", "")))
+	}
+}
+
 func TestRendererCrash(t *testing.T) {
 	t.Parallel()
 	_, err := render(t, browser.Request{

@@ -56,6 +56,8 @@ type job struct {
 
 	main   cdp.FrameID // the main frame, whose id is the target's
 	events string      // lifecycle event that ends a navigation
+	host   string      // the tenant and the host of the job's URL (block.go)
+	byType bool        // BlockResources blocks by resource type too (block.go)
 
 	mu             sync.Mutex
 	changed        chan struct{} // closed and replaced on every tracked event
@@ -76,6 +78,7 @@ type job struct {
 	inflight       map[network.RequestID]bool
 	lastNet        time.Time
 	crashed        bool
+	unnamed        bool // an image, font or media file loaded that was to be blocked
 }
 
 // newJob starts following the tab's events for req.
@@ -93,7 +96,9 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 		docFailed:   map[cdp.LoaderID]string{},
 		commits:     map[cdp.LoaderID]int{},
 		inflight:    map[network.RequestID]bool{},
+		host:        req.Tenant + " " + hostOf(req.URL),
 	}
+	j.byType = req.BlockResources && p.typeHosts.needs(j.host)
 	j.ctx, j.cancel = context.WithCancelCause(caller)
 	j.stopAfter = context.AfterFunc(t.ctx, func() { j.cancel(errBrowserGone) })
 	lctx, unlisten := context.WithCancel(t.ctx)
@@ -209,6 +214,14 @@ func (j *job) onEvent(ev any) {
 			j.docRequests[e.RequestID] = e.LoaderID
 		}
 	case *network.EventResponseReceived:
+		if j.req.BlockResources && isBlockedType(e.Type) && !j.unnamed && e.Response != nil &&
+			(strings.HasPrefix(e.Response.URL, "http://") || strings.HasPrefix(e.Response.URL, "https://")) {
+			// A resource that blockByName did not recognise: block by type
+			// on this host from now on.
+			j.unnamed = true
+			j.p.typeHosts.note(j.host)
+			j.p.log.Debug("resource not blocked by name; the host's next jobs block by type", "host", j.host, "url", e.Response.URL)
+		}
 		if e.Type != network.ResourceTypeDocument || e.FrameID != j.main {
 			j.mu.Unlock()
 			return
@@ -319,6 +332,9 @@ func (j *job) setup() error {
 	var steps []func(context.Context) error
 	if j.intercepts() {
 		steps = append(steps, j.enableFetch)
+	}
+	if j.req.BlockResources {
+		steps = append(steps, j.blockByName)
 	}
 	steps = append(steps, j.identitySteps()...)
 	if j.req.State != nil && len(j.req.State.Cookies) > 0 {

@@ -33,6 +33,8 @@ type Pool struct {
 	nextID   int64
 	dirs     []string // user data directories of the browsers started last
 
+	typeHosts typeHosts // hosts whose jobs block resources by type (block.go)
+
 	jobs sync.WaitGroup // Render calls in flight
 	bg   sync.WaitGroup // launchers, watchers, disposers
 }

@@ -91,6 +91,13 @@ addEventListener('scroll', async () => {
 	"/block": `<!doctype html><html><body><img id="i" src="/img/blocked.png"
 onload="document.body.dataset.img='loaded'" onerror="document.body.dataset.img='failed'"></body></html>`,
 
+	"/doc.png": `<!doctype html><html><body><p id="doc">a page at a png path</p><img src="/img/in-doc.png"></body></html>`,
+
+	"/block-unnamed": `<!doctype html><html><head><style>@font-face { font-family: F; src: url(/font/f.woff2) format("woff2"); }
+body { font-family: F, sans-serif; }</style></head><body>
+<img id="i" src="/noext-img?v=1" onload="document.body.dataset.img='loaded'" onerror="document.body.dataset.img='failed'">
+<p>text</p></body></html>`,
+
 	"/state/set": `<!doctype html><html><body><div id="status">working</div>
 <script>
 localStorage.setItem('lk', 'local value');
@@ -171,6 +178,10 @@ func newSite() *site {
 	})
 	mux.HandleFunc("/slowimg", func(w http.ResponseWriter, r *http.Request) {
 		sleep(r, r.URL.Query().Get("ms"))
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(onePixelPNG)
+	})
+	mux.HandleFunc("/noext-img", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/png")
 		w.Write(onePixelPNG)
 	})

@@ -29,15 +29,15 @@ const statePath = "/__pagefleet_state__"
 const statePage = "<!doctype html><html><head><title></title></head><body></body></html>"
 
 // intercepts reports whether the job needs the Fetch domain: to block
-// resources, or to open origins for their storage.
+// resources by type (see block.go), or to open origins for their storage.
 func (j *job) intercepts() bool {
-	return j.req.BlockResources || j.req.CaptureState || len(j.storedOrigins()) > 0
+	return (j.req.BlockResources && j.byType) || j.req.CaptureState || len(j.storedOrigins()) > 0
 }
 
 // enableFetch turns on request interception for the job's patterns.
 func (j *job) enableFetch(ctx context.Context) error {
 	var patterns []*fetch.RequestPattern
-	if j.req.BlockResources {
+	if j.req.BlockResources { // by type too, as the domain is on anyway
 		for _, t := range []network.ResourceType{network.ResourceTypeImage, network.ResourceTypeMedia, network.ResourceTypeFont} {
 			patterns = append(patterns, &fetch.RequestPattern{ResourceType: t, RequestStage: fetch.RequestStageRequest})
 		}
@@ -65,8 +65,7 @@ func (j *job) onRequestPaused(ev *fetch.EventRequestPaused) {
 			},
 			Body: []byte(statePage),
 		})
-	case j.req.BlockResources && (ev.ResourceType == network.ResourceTypeImage ||
-		ev.ResourceType == network.ResourceTypeMedia || ev.ResourceType == network.ResourceTypeFont):
+	case j.req.BlockResources && isBlockedType(ev.ResourceType):
 		_, err = cdp.Call(j.ctx, j.t, fetch.FailRequest, fetch.FailRequestParams{
 			RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient,
 		})

@@ -34,8 +34,14 @@ type Request struct {
 	CaptureState bool
 	// Identity is applied before the navigation (nil: Chrome's defaults).
 	Identity *Identity
-	// BlockResources makes requests for images, media and fonts fail at once.
+	// BlockResources makes requests for images, media and fonts fail at once:
+	// by the file extension of their URL, and by resource type on hosts
+	// where that missed some (block.go).
 	BlockResources bool
+	// Tenant keeps apart what the pool learns from a job for the jobs after
+	// it (the hosts that need blocking by type): one tenant's jobs never
+	// change how another's run.
+	Tenant string
 }
 
 // Action statuses.

@@ -458,7 +458,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		br, err := w.Browser.Render(runCtx, browser.Request{
 			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
 			State: prev, CaptureState: lease != nil, Identity: browserIdentity(ident),
-			BlockResources: !shot && !req.LoadResources,
+			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant,
 		})
 		if err != nil {
 			jerr = asJobError(err, runCtx)
@@ -605,4 +605,15 @@ func asJobError(err error, ctx context.Context) *spec.Error {
 		return spec.Errorf(spec.CodeTimeout, true, "the job ran out of time")
 	}
 	return spec.Errorf(spec.CodeInternal, true, "%v", err)
+}
+
+// shotAction reports whether actions take a screenshot: the page then loads
+// its images, media and fonts, as for a screenshot output.
+func shotAction(actions []spec.Action) bool {
+	for _, a := range actions {
+		if a.Type == spec.ActScreenshot {
+			return true
+		}
+	}
+	return false
 }
