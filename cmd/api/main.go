@@ -18,6 +18,7 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/api"
 	"github.com/pagefleet/pagefleet/pkg/config"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
+	"github.com/pagefleet/pagefleet/pkg/metrics"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
 )
@@ -52,8 +53,9 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Queue depth, latency and totals per asynq queue (asynq_queue_size,
 	// asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, …),
-	// read from Redis at each scrape.
-	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
+	// read from Redis at a scrape, at most every 5 s: each collection sends
+	// Redis ≈ 30 commands, whatever polls /metrics.
+	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)), 5*time.Second))
 	sessions, err := session.New(rdb, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
 	if err != nil {
 		return err

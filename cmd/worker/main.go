@@ -34,6 +34,7 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/fetch"
 	"github.com/pagefleet/pagefleet/pkg/identity"
 	"github.com/pagefleet/pagefleet/pkg/jobstore"
+	"github.com/pagefleet/pagefleet/pkg/metrics"
 	"github.com/pagefleet/pagefleet/pkg/session"
 	"github.com/pagefleet/pagefleet/pkg/tenant"
 	"github.com/pagefleet/pagefleet/pkg/webhook"
@@ -63,7 +64,9 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// asynq's queue metrics on both binaries, as on the API (dashboards and
 	// alerts take the max over instances).
-	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
+	// Collected at most every 5 s: each collection sends Redis ≈ 30
+	// commands, whatever polls /metrics.
+	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)), 5*time.Second))
 
 	policy := &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}
 	proxy := egress.NewProxyWithOptions(policy, egress.ProxyOptions{Logger: log, Registerer: reg})

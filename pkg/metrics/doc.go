@@ -1,0 +1,2 @@
+// Package metrics holds the Prometheus helpers the binaries share.
+package metrics
