@@ -21,9 +21,10 @@ import (
 // any request is made, the URLs whose path ends with a file extension of an
 // image, font or media file. A resource whose URL has no such extension
 // (an image service's /image?id=…) is not recognised by name; the job sees
-// it load (Network.responseReceived of type Image, Font or Media), and the
-// pool remembers the page's host for typeHostsTTL: the tenant's later jobs
-// on that host also block by resource type through the Fetch domain. A job that has the
+// it load in the main frame (Network.responseReceived of type Image, Font
+// or Media; SVG images aside), and the pool remembers the page's host for
+// typeHostsTTL: the tenant's later jobs on that host, on this worker, also
+// block by resource type through the Fetch domain. A job that has the
 // Fetch domain on anyway (it moves session state) always blocks by type
 // too.
 
@@ -62,6 +63,22 @@ func isBlockedType(t network.ResourceType) bool {
 	return t == network.ResourceTypeImage || t == network.ResourceTypeMedia || t == network.ResourceTypeFont
 }
 
+// missedByName reports whether r, the response of an image, font or media
+// request of a job that blocks them, is one that blockByName should have
+// blocked and could not: an http(s) URL without a recognised extension. An
+// SVG image is left to load on purpose (see blockedExtensions) and does not
+// count.
+func missedByName(r *network.Response) bool {
+	if r == nil || !(strings.HasPrefix(r.URL, "http://") || strings.HasPrefix(r.URL, "https://")) {
+		return false
+	}
+	if strings.HasPrefix(strings.ToLower(r.MimeType), "image/svg") {
+		return false
+	}
+	u, err := url.Parse(r.URL)
+	return err == nil && !strings.HasSuffix(strings.ToLower(u.Path), ".svg")
+}
+
 // typeHostsTTL is how long the pool remembers a host whose pages load
 // images, fonts or media that blockByName does not recognise.
 const typeHostsTTL = time.Hour
@@ -96,13 +113,20 @@ func (h *typeHosts) note(host string) {
 		h.hosts = map[string]time.Time{}
 	}
 	if _, ok := h.hosts[host]; !ok && len(h.hosts) >= maxTypeHosts {
+		// Full: drop what expired, else the entry seen longest ago. Losing
+		// an entry costs speed, not correctness: that host's next job
+		// blocks by name first again.
+		var oldest string
+		var oldestAt time.Time
 		for k, at := range h.hosts {
 			if time.Since(at) > typeHostsTTL {
 				delete(h.hosts, k)
+			} else if oldest == "" || at.Before(oldestAt) {
+				oldest, oldestAt = k, at
 			}
 		}
 		if len(h.hosts) >= maxTypeHosts {
-			clear(h.hosts)
+			delete(h.hosts, oldest)
 		}
 	}
 	h.hosts[host] = time.Now()

@@ -605,7 +605,16 @@ func TestBlockResourcesByNameThenType(t *testing.T) {
 	}
 	// Another name of the fixture's host, so that no other test has taught
 	// the pool about it.
-	u := strings.Replace(ts.URL, "127.0.0.1", "localhost", 1) + "/block-unnamed"
+	host := strings.Replace(ts.URL, "127.0.0.1", "localhost", 1)
+	// An SVG image is not blocked by name, on purpose, and does not switch
+	// the host to blocking by type: it loads every time.
+	for i := range 2 {
+		res = mustRender(t, browser.Request{URL: host + "/block-svg", BlockResources: true})
+		if !strings.Contains(res.HTML, `data-svg="loaded"`) {
+			t.Fatalf("job %d: the SVG image did not load:\n%s", i, res.HTML)
+		}
+	}
+	u := host + "/block-unnamed"
 	res = mustRender(t, browser.Request{URL: u, BlockResources: true})
 	if !strings.Contains(res.HTML, `data-img="loaded"`) || len(ts.seen("/noext-img", "")) != 1 {
 		t.Fatalf("first job: the image without an extension should load (requests %d):\n%s", len(ts.seen("/noext-img", "")), res.HTML)
@@ -616,6 +625,11 @@ func TestBlockResourcesByNameThenType(t *testing.T) {
 	}
 	if n := len(ts.seen("/font/f.woff2", "")); n != 0 {
 		t.Errorf("the server saw %d requests for the web font", n)
+	}
+	// What one tenant's jobs taught the pool does not change another's.
+	res = mustRender(t, browser.Request{URL: u, BlockResources: true, Tenant: "another"})
+	if !strings.Contains(res.HTML, `data-img="loaded"`) || len(ts.seen("/noext-img", "")) != 2 {
+		t.Errorf("another tenant's first job: the image should load (requests %d):\n%s", len(ts.seen("/noext-img", "")), res.HTML)
 	}
 	// Without blocking, all of it loads.
 	res = mustRender(t, browser.Request{URL: u})

@@ -214,8 +214,7 @@ func (j *job) onEvent(ev any) {
 			j.docRequests[e.RequestID] = e.LoaderID
 		}
 	case *network.EventResponseReceived:
-		if j.req.BlockResources && isBlockedType(e.Type) && !j.unnamed && e.Response != nil &&
-			(strings.HasPrefix(e.Response.URL, "http://") || strings.HasPrefix(e.Response.URL, "https://")) {
+		if j.req.BlockResources && isBlockedType(e.Type) && !j.unnamed && e.FrameID == j.main && missedByName(e.Response) {
 			// A resource that blockByName did not recognise: block by type
 			// on this host from now on.
 			j.unnamed = true

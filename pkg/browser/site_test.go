@@ -98,6 +98,10 @@ body { font-family: F, sans-serif; }</style></head><body>
 <img id="i" src="/noext-img?v=1" onload="document.body.dataset.img='loaded'" onerror="document.body.dataset.img='failed'">
 <p>text</p></body></html>`,
 
+	"/block-svg": `<!doctype html><html><body>
+<img id="s" src="/svg/logo.svg" onload="document.body.dataset.svg='loaded'" onerror="document.body.dataset.svg='failed'">
+</body></html>`,
+
 	"/state/set": `<!doctype html><html><body><div id="status">working</div>
 <script>
 localStorage.setItem('lk', 'local value');
@@ -180,6 +184,10 @@ func newSite() *site {
 		sleep(r, r.URL.Query().Get("ms"))
 		w.Header().Set("Content-Type", "image/png")
 		w.Write(onePixelPNG)
+	})
+	mux.HandleFunc("/svg/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		fmt.Fprint(w, `<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>`)
 	})
 	mux.HandleFunc("/noext-img", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/png")

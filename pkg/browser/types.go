@@ -39,8 +39,8 @@ type Request struct {
 	// where that missed some (block.go).
 	BlockResources bool
 	// Tenant keeps apart what the pool learns from a job for the jobs after
-	// it (the hosts that need blocking by type): one tenant's jobs never
-	// change how another's run.
+	// it (the hosts that need blocking by type): what one tenant's jobs
+	// teach applies to that tenant's jobs only.
 	Tenant string
 }
 

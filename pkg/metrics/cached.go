@@ -32,7 +32,16 @@ func (c *cached) Describe(ch chan<- *prometheus.Desc) { c.inner.Describe(ch) }
 // Collect sends the metrics of the last collection, collecting again when it
 // is older than the ttl.
 func (c *cached) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.current() {
+		ch <- m
+	}
+}
+
+// current returns the metrics of the last collection, collecting again when
+// it is older than the ttl.
+func (c *cached) current() []prometheus.Metric {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.metrics == nil || time.Since(c.at) >= c.ttl {
 		buf := make(chan prometheus.Metric, 64)
 		done := make(chan []prometheus.Metric)
@@ -51,9 +60,5 @@ func (c *cached) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.at = time.Now()
 	}
-	ms := c.metrics
-	c.mu.Unlock()
-	for _, m := range ms {
-		ch <- m
-	}
+	return c.metrics
 }
