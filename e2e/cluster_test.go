@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -101,4 +102,92 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRedisClusterFailover kills (SIGKILL) the master that holds
+// pagefleet's keys (the {pf} hash slot) in a cluster of three masters with a
+// replica each. While the replica takes over, a submit answers 202 or a
+// problem+json 503, never a 500 or a hang; once it has taken over, the API
+// and the worker go on without a restart, within seconds: new jobs (plain
+// and rendered) run, and the jobs that ended before the kill are still
+// there.
+func TestRedisClusterFailover(t *testing.T) {
+	t.Parallel()
+	cluster := redistest.StartClusterWithReplicas(t, 3)
+	e := Start(t, Options{Workers: 1, Concurrency: 2, Env: []string{"PAGEFLEET_REDIS_URL=" + cluster.URL()}})
+	site := NewSite(t, nil)
+
+	before := e.Run(keyA, "fetch", map[string]any{"url": site.URL + "/plain"})
+	if before.Status != spec.StatusSucceeded {
+		t.Fatalf("job before the failover: %s %+v", before.Status, before.Error)
+	}
+	old := cluster.MasterOf(t, "{pf}")
+	if old == nil {
+		t.Fatal("no master holds {pf}")
+	}
+	time.Sleep(1500 * time.Millisecond) // the replica has the last writes (replication is asynchronous)
+	old.Kill()
+	killed := time.Now()
+
+	// Submit until a job is accepted and done again. The replica takes over
+	// within seconds (cluster-node-timeout 2 s); the clients must follow
+	// (go-redis alone reloads the slot map only every 60 s: a job ran again
+	// 58 s after the kill).
+	answers := map[int]int{}
+	var recovered time.Duration
+	for deadline := killed.Add(45 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no job accepted and done within 45 s of the kill; answers %v", answers)
+		}
+		r, err := e.call("POST", "/v1/fetch?wait=10s", keyA, map[string]any{"url": site.URL + "/plain?after=1"})
+		if err != nil {
+			answers[0]++
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		answers[r.code]++
+		if r.code >= 500 && r.code != 503 {
+			t.Fatalf("submit during the failover answered %d: %s", r.code, r.body)
+		}
+		if r.code == 503 && r.hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("503 without problem+json: %q %s", r.hdr.Get("Content-Type"), r.body)
+		}
+		var j spec.Job
+		if (r.code == 200 || r.code == 202) && json.Unmarshal(r.body, &j) == nil && j.Status == spec.StatusSucceeded {
+			recovered = time.Since(killed)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	now := cluster.MasterOf(t, "{pf}")
+	t.Logf("master of {pf} %s killed; %s took over; a job ran again %s after the kill; answers meanwhile %v",
+		old.Addr, addrOf(now), recovered.Round(100*time.Millisecond), answers)
+	if now == nil || now == old {
+		t.Fatalf("no replica took over the {pf} slot (master now %s)", addrOf(now))
+	}
+	if answers[0] > 0 {
+		t.Errorf("%d submits got no HTTP answer", answers[0])
+	}
+
+	for i := 0; i < 3; i++ {
+		if j := e.Run(keyA, "fetch", map[string]any{"url": site.URL + "/plain?n=" + strconv.Itoa(i)}); j.Status != spec.StatusSucceeded {
+			t.Fatalf("plain job %d after the failover: %s %+v", i, j.Status, j.Error)
+		}
+	}
+	if j := e.Run(keyA, "fetch", map[string]any{"url": site.URL + "/js", "render_js": true}); j.Status != spec.StatusSucceeded || !contains(j.Result.HTML, "rendered-by-javascript") {
+		t.Fatalf("rendered job after the failover: %s %+v", j.Status, j.Error)
+	}
+	if j, err := e.getJob(keyA, before.ID); err != nil || j.Status != spec.StatusSucceeded {
+		t.Fatalf("the job that ended before the kill: %+v %v", j, err)
+	}
+	if r, err := e.call("GET", "/readyz", "", nil); err != nil || r.code != 200 {
+		t.Errorf("/readyz after the failover: %d %v", r.code, err)
+	}
+}
+
+func addrOf(s *redistest.Server) string {
+	if s == nil {
+		return "none"
+	}
+	return s.Addr
 }

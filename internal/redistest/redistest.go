@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -186,16 +187,88 @@ func (s *Server) Restart(tb testing.TB) {
 	}
 }
 
-// Cluster is a Redis Cluster of running redis-servers, one master each, no
-// replicas.
+// Cluster is a Redis Cluster of running redis-servers.
 type Cluster struct {
 	Nodes []*Server
 }
 
 // StartCluster starts n (at least 3) redis-servers in cluster mode, joins
-// them into one cluster with redis-cli, waits until every node reports the
-// cluster ok, and registers their stop with tb.Cleanup.
+// them into one cluster of n masters with redis-cli, waits until every node
+// reports the cluster ok, and registers their stop with tb.Cleanup.
 func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	return startCluster(tb, n, 0, 5000)
+}
+
+// StartClusterWithReplicas starts a cluster of masters (at least 3), each
+// with one replica, whose nodes declare a peer failed after 2 s without an
+// answer (cluster-node-timeout), so that a replica takes over a killed
+// master within seconds. It returns once every replica is in sync.
+func StartClusterWithReplicas(tb testing.TB, masters int) *Cluster {
+	tb.Helper()
+	c := startCluster(tb, 2*masters, 1, 2000)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "info", "replication").Output()
+			if err == nil && (bytes.Contains(info, []byte("role:master")) || bytes.Contains(info, []byte("master_link_status:up"))) {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("redistest: node %s: replica not in sync within 30s: %s", s.Addr, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// MasterOf returns the node that is the master of key's hash slot now, as
+// the cluster (asked through any live node) sees it, or nil.
+func (c *Cluster) MasterOf(tb testing.TB, key string) *Server {
+	tb.Helper()
+	for _, s := range c.Nodes {
+		port := strconv.Itoa(s.port)
+		slotOut, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "cluster", "keyslot", key).Output()
+		if err != nil {
+			continue
+		}
+		slot, err := strconv.Atoi(strings.TrimSpace(string(slotOut)))
+		if err != nil {
+			continue
+		}
+		nodes, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "cluster", "nodes").Output()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(nodes), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 9 || !strings.Contains(f[2], "master") || strings.Contains(f[2], "fail") {
+				continue
+			}
+			addr, _, _ := strings.Cut(f[1], "@")
+			for _, r := range f[8:] {
+				lo, hi, ok := strings.Cut(r, "-")
+				if !ok {
+					hi = lo
+				}
+				a, err1 := strconv.Atoi(lo)
+				b, err2 := strconv.Atoi(hi)
+				if err1 == nil && err2 == nil && a <= slot && slot <= b {
+					for _, n := range c.Nodes {
+						if n.Addr == addr {
+							return n
+						}
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+func startCluster(tb testing.TB, n, replicas, nodeTimeoutMs int) *Cluster {
 	tb.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -205,7 +278,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	addrs := []string{"--cluster", "create"}
 	for i := 0; i < n; i++ {
 		s := &Server{Dir: tb.TempDir(), aof: true, extra: []string{"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}}
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs)}}
 		for try := 0; try < 5; try++ {
 			// A cluster node also listens on its port + 10000 (the
 			// cluster bus), so its port must be at most 55535.
@@ -225,7 +298,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr)
 	}
-	out, err := exec.Command(cli, append(addrs, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	out, err := exec.Command(cli, append(addrs, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}

@@ -20,6 +20,16 @@ func (c *Config) NewRedis() (redis.UniversalClient, error) {
 	o.WriteTimeout = 3 * time.Second
 	o.PoolTimeout = 4 * time.Second
 	o.MaxRetries = 1
+	if o.IsClusterMode {
+		co := o.Cluster()
+		// go-redis reloads the slot map every 60 s by default, or at once
+		// on a MOVED answer; a master that died answers nothing, so its
+		// slots stayed unreachable for up to a minute after a replica had
+		// taken over (e2e TestRedisClusterFailover). One CLUSTER SLOTS every
+		// 2 s while commands flow costs nothing.
+		co.ClusterStateReloadInterval = 2 * time.Second
+		return redis.NewClusterClient(co), nil
+	}
 	return redis.NewUniversalClient(o), nil
 }
 
