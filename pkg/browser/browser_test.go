@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -807,4 +809,49 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, reason string) fl
 		}
 	}
 	return 0
+}
+
+// TestStartRetriesChrome checks that Start tries again when Chrome exits
+// during its start (seen now and then on a loaded machine): a wrapper
+// around the real binary fails its first launch, and the pool still starts
+// and renders.
+func TestStartRetriesChrome(t *testing.T) {
+	t.Parallel()
+	var real string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			real = p
+			break
+		}
+	}
+	if real == "" {
+		t.Fatal("no Chrome on PATH")
+	}
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "chrome")
+	script := fmt.Sprintf(`#!/bin/sh
+n=$(cat %[1]q/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]q/count
+if [ "$n" -eq 1 ]; then echo "simulated start failure" >&2; exit 1; fi
+exec %[2]q "$@"
+`, dir, real)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := browser.New(browser.Config{Browsers: 1, ContextsPerBrowser: 1, AllowPrivate: true, ChromePath: wrapper,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start after one failed launch: %v", err)
+	}
+	defer p.Stop(context.Background())
+	if n, _ := os.ReadFile(filepath.Join(dir, "count")); strings.TrimSpace(string(n)) != "2" {
+		t.Errorf("launches: %q, want 2", n)
+	}
+	if res, err := renderOn(t, p, browser.Request{URL: ts.URL + "/js"}, 20*time.Second); err != nil || !strings.Contains(res.HTML, "rendered by javascript") {
+		t.Fatalf("render after the retry: %v", err)
+	}
 }

@@ -79,7 +79,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	results := make(chan launched, p.cfg.Browsers)
 	for range p.cfg.Browsers {
 		go func() {
-			b, err := p.launch(ctx)
+			b, err := p.launchRetrying(ctx, startAttempts)
 			results <- launched{b, err}
 		}()
 	}
@@ -111,6 +111,32 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.addLocked(b)
 	}
 	return nil
+}
+
+// startAttempts is how many times Start tries to launch each browser: on a
+// loaded machine Chrome now and then exits during its start (its pipe
+// closes before it answers), and a second launch works.
+const startAttempts = 3
+
+// launchRetrying launches a browser, trying up to attempts times with a
+// short pause while ctx lasts, and returns the last error.
+func (p *Pool) launchRetrying(ctx context.Context, attempts int) (*browserProc, error) {
+	var err error
+	for i := 1; ; i++ {
+		var b *browserProc
+		if b, err = p.launch(ctx); err == nil {
+			return b, nil
+		}
+		if i == attempts || ctx.Err() != nil {
+			return nil, err
+		}
+		p.log.Warn("chrome did not start; trying again", "attempt", i, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(i) * 500 * time.Millisecond):
+		}
+	}
 }
 
 // Stop stops taking jobs, waits until the jobs in flight end or ctx ends, and
