@@ -367,12 +367,10 @@ func (s *Server) listJobs(c echo.Context) error {
 	default:
 		return invalid([]spec.FieldError{{Field: "status", Message: "must be one of queued, running, succeeded, failed, cancelled"}})
 	}
-	if cur != "" {
-		if !jobstore.ValidListCursor(cur) {
-			return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
-		}
-	}
 	out, next, err := s.jobs.List(c.Request().Context(), t.ID, st, cur, limit)
+	if errors.Is(err, jobstore.ErrInvalidCursor) {
+		return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
+	}
 	if err != nil {
 		return err
 	}

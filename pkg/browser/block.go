@@ -3,6 +3,7 @@ package browser
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,11 +58,11 @@ func (j *job) blockByName(ctx context.Context) error {
 	return err
 }
 
-// isBlockedType reports whether t is a resource type that BlockResources
-// blocks.
-func isBlockedType(t network.ResourceType) bool {
-	return t == network.ResourceTypeImage || t == network.ResourceTypeMedia || t == network.ResourceTypeFont
-}
+// blockedTypes are the resource types that BlockResources blocks.
+var blockedTypes = []network.ResourceType{network.ResourceTypeImage, network.ResourceTypeMedia, network.ResourceTypeFont}
+
+// isBlockedType reports whether t is one of blockedTypes.
+func isBlockedType(t network.ResourceType) bool { return slices.Contains(blockedTypes, t) }
 
 // missedByName reports whether r, the response of an image, font or media
 // request of a job that blocks them, is one that blockByName should have

@@ -84,6 +84,28 @@ func render(t *testing.T, req browser.Request) (*browser.Result, error) {
 	return renderOn(t, pool, req, 45*time.Second)
 }
 
+// startPool makes and starts a pool of its own for a test, logging nowhere,
+// and stops it when the test ends.
+func startPool(t *testing.T, cfg browser.Config) *browser.Pool {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := browser.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("start the pool: %v", err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		p.Stop(sctx)
+	})
+	return p
+}
+
 func renderOn(t *testing.T, p *browser.Pool, req browser.Request, timeout time.Duration) (*browser.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -837,17 +859,7 @@ exec %[2]q "$@"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p, err := browser.New(browser.Config{Browsers: 1, ContextsPerBrowser: 1, AllowPrivate: true, ChromePath: wrapper,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatalf("Start after one failed launch: %v", err)
-	}
-	defer p.Stop(context.Background())
+	p := startPool(t, browser.Config{Browsers: 1, ContextsPerBrowser: 1, AllowPrivate: true, ChromePath: wrapper})
 	if n, _ := os.ReadFile(filepath.Join(dir, "count")); strings.TrimSpace(string(n)) != "2" {
 		t.Errorf("launches: %q, want 2", n)
 	}

@@ -1,9 +1,6 @@
 package browser_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,21 +17,7 @@ import (
 // proves B sees none of A's state and ran in another tab than A.
 func TestPreCreatedContextIsFresh(t *testing.T) {
 	t.Parallel()
-	p, err := browser.New(browser.Config{Browsers: 1, ContextsPerBrowser: 1, WarmTabs: 1, AllowPrivate: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		p.Stop(sctx)
-	})
+	p := startPool(t, browser.Config{Browsers: 1, ContextsPerBrowser: 1, WarmTabs: 1, AllowPrivate: true})
 	waitSpare := func() []string {
 		t.Helper()
 		deadline := time.Now().Add(45 * time.Second)

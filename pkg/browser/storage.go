@@ -38,7 +38,7 @@ func (j *job) intercepts() bool {
 func (j *job) enableFetch(ctx context.Context) error {
 	var patterns []*fetch.RequestPattern
 	if j.req.BlockResources { // by type too, as the domain is on anyway
-		for _, t := range []network.ResourceType{network.ResourceTypeImage, network.ResourceTypeMedia, network.ResourceTypeFont} {
+		for _, t := range blockedTypes {
 			patterns = append(patterns, &fetch.RequestPattern{ResourceType: t, RequestStage: fetch.RequestStageRequest})
 		}
 	}

@@ -553,7 +553,7 @@ func decode(id, tenant string, m map[string]string) (*Info, error) {
 // List returns the tenant's jobs newest first, filtered by status ("" =
 // all). cursor is the opaque next_cursor of the previous page: the score
 // and id of the last job it listed, so that jobs with equal scores are
-// neither skipped nor repeated.
+// neither skipped nor repeated. Another cursor is ErrInvalidCursor.
 func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
 	var after *listPos
 	if cursor != "" {
@@ -637,11 +637,8 @@ type listPos struct {
 
 func (p listPos) String() string { return strconv.FormatInt(p.score, 10) + "." + p.id }
 
-// ValidListCursor reports whether c is a cursor List gave.
-func ValidListCursor(c string) bool {
-	_, err := parseListCursor(c)
-	return err == nil
-}
+// ErrInvalidCursor is a List cursor that List did not give.
+var ErrInvalidCursor = errors.New("jobstore: invalid cursor")
 
 // parseListCursor reads a cursor of List. A bare score is the cursor of an
 // earlier version: everything below that score.
@@ -649,7 +646,7 @@ func parseListCursor(c string) (listPos, error) {
 	num, id, _ := strings.Cut(c, ".")
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 0 || (id == "" && strings.Contains(c, ".")) || (id != "" && !strings.HasPrefix(id, "job_")) {
-		return listPos{}, fmt.Errorf("bad cursor")
+		return listPos{}, ErrInvalidCursor
 	}
 	if id == "" {
 		return listPos{score: n - 1, id: "\xff"}, nil
