@@ -1,7 +1,7 @@
 # pagefleet — see README.md.
 SHELL := /bin/bash
 GO ?= go
-PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./pkg/config/... ./pkg/tenant/... ./pkg/jobstore/... ./pkg/batch/... ./pkg/session/... ./pkg/egress/... ./pkg/fetch/... ./pkg/convert/... ./pkg/extract/... ./pkg/identity/... ./pkg/api/... ./pkg/client/... ./jobs/...
+PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./internal/config/... ./internal/tenant/... ./internal/jobstore/... ./internal/batch/... ./internal/session/... ./internal/egress/... ./internal/fetch/... ./internal/convert/... ./internal/extract/... ./internal/identity/... ./internal/api/... ./pkg/client/... ./jobs/...
 # Fuzz budgets are counts of inputs, not durations: with a duration, Go
 # 1.26's fuzz coordinator can fail a target with a bare "context deadline
 # exceeded" when the time runs out (golang/go#75804, fixed in Go 1.27).
@@ -36,7 +36,7 @@ race:
 
 ## fuzz-brief: each fuzz target for 5 000 inputs, a few seconds (longer: make fuzz, or FUZZTIME=2000000x)
 fuzz-brief:
-	@set -e; for t in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg jobs 2>/dev/null); do \
+	@set -e; for t in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg internal jobs 2>/dev/null); do \
 	  d=$$(dirname $$t); for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$t | sed 's/func //'); do \
 	    echo "fuzz $$d $$f ($(FUZZTIME))"; $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./$$d; done; done
 

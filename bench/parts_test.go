@@ -11,8 +11,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/pagefleet/pagefleet/pkg/browser"
-	"github.com/pagefleet/pagefleet/pkg/config"
+	"github.com/pagefleet/pagefleet/internal/browser"
+	"github.com/pagefleet/pagefleet/internal/config"
 )
 
 // partPages is the number of pages one iteration of a part benchmark renders.
@@ -58,7 +58,7 @@ func BenchmarkRenderBare(b *testing.B) {
 	}
 }
 
-// BenchmarkRenderPool is pkg/browser's pool alone (no API, Redis or worker),
+// BenchmarkRenderPool is internal/browser's pool alone (no API, Redis or worker),
 // as the worker configures it, with and without warm (pre-created) contexts,
 // and with and without resource blocking.
 func BenchmarkRenderPool(b *testing.B) {
@@ -119,7 +119,7 @@ func BenchmarkRenderPool(b *testing.B) {
 // alternative); and a hidden tab in a fresh context (Target.createTarget
 // hidden: no window, but also no frames: no requestAnimationFrame, no
 // IntersectionObserver, no screenshot). Each on chromedp's default flags and
-// with the flags of pagefleet's pool that change this cost (pkg/browser,
+// with the flags of pagefleet's pool that change this cost (internal/browser,
 // allocatorOptions).
 func BenchmarkContextCost(b *testing.B) {
 	conc := partConcurrency(b)

@@ -23,9 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/jobs"
-	"github.com/pagefleet/pagefleet/pkg/config"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -327,7 +327,7 @@ func containers(o map[string]any) []map[string]any {
 
 // TestEnvVarsAreRead: every PAGEFLEET_ variable the deployment files set —
 // or even mention — is one the binaries read (config.Vars, itself checked
-// against pkg/config's code).
+// against internal/config's code).
 func TestEnvVarsAreRead(t *testing.T) {
 	set := setVars(t)
 	for _, must := range []string{"PAGEFLEET_REDIS_URL", "PAGEFLEET_SHUTDOWN_TIMEOUT", "PAGEFLEET_CHROME_PATH", "PAGEFLEET_ADMIN_TOKEN"} {
@@ -913,7 +913,7 @@ func codeMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	re := regexp.MustCompile(`Name:\s*"(pagefleet_[a-z0-9_]+)"`)
 	out := map[string]bool{}
-	for _, dir := range []string{"pkg", "cmd", "jobs"} {
+	for _, dir := range []string{"pkg", "internal", "cmd", "jobs"} {
 		filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 				return err

@@ -19,7 +19,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/pagefleet/pagefleet/pkg/api"
+	"github.com/pagefleet/pagefleet/internal/api"
 	"github.com/pagefleet/pagefleet/pkg/client"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -170,7 +170,7 @@ func (sc *specCheck) raw(method, u, key, body string, hdr ...string) (int, http.
 
 // TestOpenAPIResponses drives every route of the real api (with a worker)
 // through success and error answers and validates each request and answer
-// against pkg/api/openapi.json with kin-openapi; it fails when a documented
+// against internal/api/openapi.json with kin-openapi; it fails when a documented
 // operation was never exercised, or lacks a success or an error answer.
 func TestOpenAPIResponses(t *testing.T) {
 	const adminToken = "admin-token-for-openapi"

@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/pagefleet/pagefleet/pkg/api"
-	"github.com/pagefleet/pagefleet/pkg/config"
-	"github.com/pagefleet/pagefleet/pkg/jobstore"
-	"github.com/pagefleet/pagefleet/pkg/metrics"
-	"github.com/pagefleet/pagefleet/pkg/session"
-	"github.com/pagefleet/pagefleet/pkg/tenant"
+	"github.com/pagefleet/pagefleet/internal/api"
+	"github.com/pagefleet/pagefleet/internal/config"
+	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/metrics"
+	"github.com/pagefleet/pagefleet/internal/session"
+	"github.com/pagefleet/pagefleet/internal/tenant"
 )
 
 func main() {

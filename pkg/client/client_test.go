@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/pkg/client"
-	"github.com/pagefleet/pagefleet/pkg/webhook"
 )
 
 // fake serves handler and returns a client of it.
@@ -262,7 +262,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		for _, banned := range []string{"github.com/chromedp/", "github.com/labstack/echo", "github.com/pagefleet/pagefleet/pkg/api", "github.com/pagefleet/pagefleet/pkg/browser"} {
+		for _, banned := range []string{"github.com/chromedp/", "github.com/labstack/echo", "github.com/pagefleet/pagefleet/internal/api", "github.com/pagefleet/pagefleet/internal/browser"} {
 			if strings.HasPrefix(dep, banned) {
 				t.Errorf("pkg/client links %s", dep)
 			}

@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/webhook"
 )
 
 // The request and job types are those of package spec, named here so that

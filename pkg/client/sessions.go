@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/pagefleet/pagefleet/pkg/session"
+	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/pkg/state"
 )
 

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/webhook"
 )
 
 // Webhook event types.

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pagefleet/pagefleet/internal/identity"
+	"github.com/pagefleet/pagefleet/internal/tenant"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// maxIdentityBytes bounds the body of PUT /v1/identities/{name}.
+const maxIdentityBytes = 64 << 10
+
+// identityRoutes adds the /v1/identities routes to the authenticated group.
+func (s *Server) identityRoutes(v1 *echo.Group) {
+	v1.GET("/identities", s.listIdentities)
+	v1.GET("/identities/:name", s.getIdentity)
+	v1.PUT("/identities/:name", s.putIdentity)
+	v1.DELETE("/identities/:name", s.deleteIdentity)
+}
+
+// identityPlans are the plans that may use identity profiles.
+var identityPlans = []string{tenant.PlanPro, tenant.PlanEnterprise}
+
+func identityPlanRequired(t *tenant.Tenant) error {
+	if t.HasPlan(identityPlans...) {
+		return nil
+	}
+	return problem(http.StatusForbidden, "plan_required",
+		"identity profiles need the pro or enterprise plan; this tenant is on the "+t.Plan+" plan")
+}
+
+// checkIdentity gates a job that names an identity: the plan must allow
+// identities (403 plan_required) and the tenant must have one of that name
+// (422 naming prefix+"identity").
+func (s *Server) checkIdentity(ctx context.Context, t *tenant.Tenant, req *spec.Request, prefix string) error {
+	if req.Identity == "" {
+		return nil
+	}
+	if err := identityPlanRequired(t); err != nil {
+		return err
+	}
+	_, err := s.idents.Get(ctx, t.ID, req.Identity)
+	if errors.Is(err, identity.ErrNotFound) {
+		return invalid([]spec.FieldError{{Field: prefix + "identity", Message: "no identity named " + quoteName(req.Identity) + "; create it with PUT /v1/identities/" + req.Identity}})
+	}
+	return err
+}
+
+func quoteName(n string) string { b, _ := json.Marshal(n); return string(b) }
+
+// identityBody is the body of PUT /v1/identities/{name}. name, created_at
+// and updated_at are accepted so that an object read with GET can be sent
+// back; name must match the path and the times are ignored.
+type identityBody struct {
+	Name           *string            `json:"name"`
+	UserAgent      string             `json:"user_agent"`
+	Locale         string             `json:"locale"`
+	Timezone       string             `json:"timezone"`
+	AcceptLanguage string             `json:"accept_language"`
+	Viewport       *identity.Viewport `json:"viewport"`
+	Headers        map[string]string  `json:"headers"`
+	CreatedAt      json.RawMessage    `json:"created_at"`
+	UpdatedAt      json.RawMessage    `json:"updated_at"`
+}
+
+func (s *Server) putIdentity(c echo.Context) error {
+	t := tenantOf(c)
+	if err := identityPlanRequired(t); err != nil {
+		return err
+	}
+	name := c.Param("name")
+	var body identityBody
+	decodeErrs, err := decodeJSON(c, maxIdentityBytes, &body)
+	if err != nil {
+		return err
+	}
+	p := &identity.Profile{Name: name, UserAgent: body.UserAgent, Locale: body.Locale, Timezone: body.Timezone,
+		AcceptLanguage: body.AcceptLanguage, Viewport: body.Viewport, Headers: body.Headers}
+	errs := p.Validate()
+	if body.Name != nil && *body.Name != name {
+		errs = append(errs, spec.FieldError{Field: "name", Message: "must match the name in the path, " + quoteName(name)})
+	}
+	errs = mergeFieldErrors(decodeErrs, errs)
+	if len(errs) > 0 {
+		return invalid(errs)
+	}
+	p.Normalize()
+	created, err := s.idents.Put(c.Request().Context(), t.ID, p)
+	if errors.Is(err, identity.ErrLimit) {
+		return problem(http.StatusConflict, "identity_limit", "the tenant has the most identities it may keep; delete one first")
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("identity saved", "tenant", t.ID, "identity", name, "created", created)
+	return c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) getIdentity(c echo.Context) error {
+	t := tenantOf(c)
+	if err := identityPlanRequired(t); err != nil {
+		return err
+	}
+	p, err := s.idents.Get(c.Request().Context(), t.ID, c.Param("name"))
+	if errors.Is(err, identity.ErrNotFound) {
+		return notFound("identity")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) listIdentities(c echo.Context) error {
+	t := tenantOf(c)
+	if err := identityPlanRequired(t); err != nil {
+		return err
+	}
+	cur, limit, err := page(c)
+	if err != nil {
+		return err
+	}
+	out, next, err := s.idents.List(c.Request().Context(), t.ID, cur, limit)
+	if errors.Is(err, identity.ErrInvalidCursor) {
+		return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, list[identity.Profile]{Data: out, NextCursor: next})
+}
+
+func (s *Server) deleteIdentity(c echo.Context) error {
+	t := tenantOf(c)
+	if err := identityPlanRequired(t); err != nil {
+		return err
+	}
+	err := s.idents.Delete(c.Request().Context(), t.ID, c.Param("name"))
+	if errors.Is(err, identity.ErrNotFound) {
+		return notFound("identity")
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("identity deleted", "tenant", t.ID, "identity", c.Param("name"))
+	return c.NoContent(http.StatusNoContent)
+}

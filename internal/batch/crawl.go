@@ -1,0 +1,178 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/internal/jobstore"
+)
+
+// Child is a page a crawl job discovered: the job that fetches it.
+type Child struct {
+	JobID string
+	URL   string
+}
+
+// discoverScript adds the links a crawl job found (already normalised and
+// filtered) as jobs of its batch, each URL once per batch and at most
+// max_pages jobs in all. A URL is claimed in the seen hash, and total and
+// queued rise with the job record, in one step. It runs only while the
+// parent's discovery is pending, and it also returns the children the
+// parent created in an earlier run (a redelivery after a crash), so that
+// their tasks can be enqueued again. The job records carry the fields
+// jobstore.Create writes, plus parent and depth.
+//
+// KEYS: batch, seen, jobs list, parent job, tenant's active count,
+// tenant's job list.
+// ARGV: parent id, max pages, created_at, ttl ms, job id prefix, tenant,
+// depth, created_at in µs (the job list's score, plus the job's index),
+// trim-below score of the job list, urls….
+var discoverScript = redis.NewScript(`
+if redis.call('HGET', KEYS[4], 'disc') ~= 'pending' then return {} end
+local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'total')
+if h[1] ~= 'running' or h[2] == '1' then return {} end
+local batch = string.sub(KEYS[1], 12) -- after '{pf}:batch:'
+local max = tonumber(ARGV[2])
+local total = tonumber(h[3])
+local out = {}
+for i = 10, #ARGV do
+  local u = ARGV[i]
+  local id = redis.call('HGET', KEYS[2], u)
+  if id then
+    if redis.call('HGET', '{pf}:job:' .. id, 'parent') == ARGV[1] then
+      table.insert(out, id)
+      table.insert(out, u)
+    end
+  elseif total < max then
+    id = ARGV[5] .. string.format('%d', total)
+    total = total + 1
+    redis.call('HSET', KEYS[2], u, id)
+    redis.call('HINCRBY', KEYS[1], 'total', 1)
+    redis.call('HINCRBY', KEYS[1], 'queued', 1)
+    local jk = '{pf}:job:' .. id
+    redis.call('HSET', jk, 'tenant', ARGV[6], 'kind', 'fetch', 'status', 'queued', 'created_at', ARGV[3],
+      'url', u, 'attempts', 0, 'batch_id', batch, 'counted', 1, 'parent', ARGV[1], 'depth', ARGV[7])
+    redis.call('PEXPIRE', jk, ARGV[4])
+    redis.call('RPUSH', KEYS[3], id)
+    redis.call('INCR', KEYS[5])
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[8]) + total - 1, id)
+    table.insert(out, id)
+    table.insert(out, u)
+  end
+end
+for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[4]) end
+if #out > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[9])
+  redis.call('PEXPIRE', KEYS[6], ARGV[4])
+end
+return out
+`)
+
+// Discover adds the links urls (normalised, filtered, at depth) that the
+// crawl job parent found, and returns the jobs to enqueue. It may be run
+// again for the same parent (it returns the same children); it adds nothing
+// once the parent's discovery is done or the batch is cancelled.
+func (s *Store) Discover(ctx context.Context, b *Batch, parent string, depth int, urls []string) ([]Child, error) {
+	maxPages := MaxURLs
+	if b.Crawl != nil && b.Crawl.MaxPages > 0 {
+		maxPages = b.Crawl.MaxPages
+	}
+	now := time.Now()
+	args := []any{parent, maxPages, now.UTC().Format(time.RFC3339Nano), s.ttl.Milliseconds(), jobPrefix(b.ID), b.Tenant, depth,
+		now.UnixMicro(), now.Add(-s.ttl).UnixMicro()}
+	seen := make(map[string]bool, len(urls))
+	for _, u := range urls {
+		if !seen[u] {
+			seen[u] = true
+			args = append(args, u)
+		}
+	}
+	keys := []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID), jobstore.Key(parent), jobstore.ActiveKey(b.Tenant), jobstore.IndexKey(b.Tenant)}
+	vals, err := discoverScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]Child, 0, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		out = append(out, Child{JobID: vals[i], URL: vals[i+1]})
+	}
+	return out, nil
+}
+
+var discoveryDoneScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], 'disc') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[2], 'disc', 'done')
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'open', -1) end
+return 1
+`)
+
+// DiscoveryDone closes the link discovery of a crawl job (once), after its
+// children's tasks were enqueued.
+func (s *Store) DiscoveryDone(ctx context.Context, batchID, parent string) error {
+	return discoveryDoneScript.Run(ctx, s.rdb, []string{Key(batchID), jobstore.Key(parent)}).Err()
+}
+
+// DiscoveryPending reports whether the crawl job's link discovery is still
+// to be done.
+func (s *Store) DiscoveryPending(ctx context.Context, jobID string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, jobstore.Key(jobID), "disc").Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return v == "pending", err
+}
+
+// Robots returns the stored robots.txt rules of origin for the batch: the
+// text, "" for allow-all, and ok false when none was stored yet.
+func (s *Store) Robots(ctx context.Context, id, origin string) (rules *Robots, ok bool, err error) {
+	v, err := s.rdb.HGet(ctx, robotsKey(id), origin).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	switch v {
+	case "allow":
+		return AllowAll, true, nil
+	case "deny":
+		return DenyAll, true, nil
+	}
+	return ParseRobots(v[min(len(v), 5):]), true, nil
+}
+
+// SetRobots stores the robots.txt of origin for the batch: text when the
+// file was read, or allowAll / denyAll (see AllowAll and DenyAll).
+func (s *Store) SetRobots(ctx context.Context, id, origin, text string, allowAll, denyAll bool) error {
+	v := "text:" + text
+	switch {
+	case allowAll:
+		v = "allow"
+	case denyAll:
+		v = "deny"
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, robotsKey(id), origin, v)
+		p.PExpire(ctx, robotsKey(id), s.ttl)
+		return nil
+	})
+	return err
+}
+
+// LockRobots claims the fetch of origin's robots.txt for the batch for
+// ttl; only the caller that gets true fetches it.
+func (s *Store) LockRobots(ctx context.Context, id, origin string, ttl time.Duration) (bool, error) {
+	return s.rdb.SetNX(ctx, robotsKey(id)+":lock:"+strconv.Itoa(int(hash32(origin))), 1, ttl).Result()
+}
+
+func hash32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}

@@ -1,0 +1,444 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Kinds of batch.
+const (
+	KindURLs  = "urls"
+	KindCrawl = "crawl"
+)
+
+// Statuses of a batch.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusCancelled = "cancelled"
+)
+
+// Errors of the store.
+var (
+	// ErrNotFound means no such batch for that tenant (or it expired).
+	ErrNotFound = errors.New("batch not found")
+	// ErrCompleted means the batch already completed.
+	ErrCompleted = errors.New("batch already completed")
+)
+
+// Key is the Redis hash of a batch.
+func Key(id string) string { return jobstore.BatchKey(id) }
+
+func urlsKey(id string) string   { return Key(id) + ":urls" }
+func markKey(id string) string   { return Key(id) + ":expanded" }
+func jobsKey(id string) string   { return Key(id) + ":jobs" }
+func seenKey(id string) string   { return Key(id) + ":seen" }
+func robotsKey(id string) string { return Key(id) + ":robots" }
+func indexKey(tenant string) string {
+	return "{pf}:t:" + tenant + ":batches"
+}
+
+// NewID returns a new time-ordered batch id, "bat_" and 26 characters.
+func NewID() string { return jobstore.NewID("bat") }
+
+// JobID is the id of the job at index of a batch: derived, so that an
+// expansion that runs again after a crash writes the same jobs.
+func JobID(batchID string, index int) string { return jobPrefix(batchID) + strconv.Itoa(index) }
+
+func jobPrefix(batchID string) string { return "job_" + strings.TrimPrefix(batchID, "bat_") }
+
+// Batch is what a batch was created with.
+type Batch struct {
+	ID        string
+	Tenant    string
+	Kind      string
+	CreatedAt time.Time
+	// Template is the fetch request of every job, without its URL (for a
+	// crawl, with links among its outputs).
+	Template spec.Request
+	Webhook  *spec.Webhook
+	Crawl    *Crawl
+}
+
+// View is the batch object of GET /v1/batches/{id}. The counts always add
+// up to Total.
+type View struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	Status     string     `json:"status"`
+	Total      int64      `json:"total"`
+	Queued     int64      `json:"queued"`
+	Running    int64      `json:"running"`
+	Succeeded  int64      `json:"succeeded"`
+	Failed     int64      `json:"failed"`
+	Cancelled  int64      `json:"cancelled"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"` // null while it runs
+	Crawl      *Crawl     `json:"crawl,omitempty"`
+	tenant     string
+}
+
+// Tenant is the batch's tenant.
+func (v *View) Tenant() string { return v.tenant }
+
+// Ended reports whether the batch completed or ended cancelled.
+func (v *View) Ended() bool { return v.FinishedAt != nil }
+
+// Store reads and writes batches.
+type Store struct {
+	rdb  redis.UniversalClient
+	jobs *jobstore.Store
+	ttl  time.Duration
+}
+
+// NewStore returns a store whose batches live as long as jobs' records.
+func NewStore(rdb redis.UniversalClient, jobs *jobstore.Store) *Store {
+	return &Store{rdb: rdb, jobs: jobs, ttl: jobs.TTL()}
+}
+
+// chunk is how many URLs or jobs one Redis command or pipeline handles.
+const chunk = 1000
+
+func (s *Store) fields(b *Batch, total, open int) ([]any, error) {
+	tmpl, err := json.Marshal(&b.Template)
+	if err != nil {
+		return nil, fmt.Errorf("encode template: %w", err)
+	}
+	f := []any{"tenant", b.Tenant, "kind", b.Kind, "status", StatusRunning,
+		"created_at", b.CreatedAt.UTC().Format(time.RFC3339Nano), "template", tmpl,
+		"total", total, "queued", total, "running", 0, "succeeded", 0, "failed", 0, "cancelled", 0, "open", open}
+	if b.Webhook != nil {
+		w, err := json.Marshal(b.Webhook)
+		if err != nil {
+			return nil, fmt.Errorf("encode webhook: %w", err)
+		}
+		f = append(f, "webhook", w)
+	}
+	if b.Crawl != nil {
+		c, err := json.Marshal(b.Crawl)
+		if err != nil {
+			return nil, fmt.Errorf("encode crawl: %w", err)
+		}
+		f = append(f, "crawl", c)
+	}
+	return f, nil
+}
+
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, b *Batch) {
+	k := indexKey(b.Tenant)
+	p.ZAdd(ctx, k, redis.Z{Score: float64(b.CreatedAt.UnixMicro()), Member: b.ID})
+	p.ZRemRangeByScore(ctx, k, "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
+	p.PExpire(ctx, k, s.ttl)
+}
+
+// CreateURLs writes a list batch: its hash (total and queued = len(urls),
+// one open step: the expansion) and its URL list, in one transaction of
+// pipelined commands. The batch:expand task then turns the list into jobs.
+func (s *Store) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
+	f, err := s.fields(b, len(urls), 1)
+	if err != nil {
+		return err
+	}
+	args := make([]any, len(urls))
+	for i, u := range urls {
+		args[i] = u
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, Key(b.ID), f...)
+		p.PExpire(ctx, Key(b.ID), s.ttl)
+		for i := 0; i < len(args); i += chunk {
+			p.RPush(ctx, urlsKey(b.ID), args[i:min(i+chunk, len(args))]...)
+		}
+		p.PExpire(ctx, urlsKey(b.ID), s.ttl)
+		s.index(ctx, p, b)
+		return nil
+	})
+	return err
+}
+
+// CreateCrawl writes a crawl batch and its start job (index 0, depth 0) in
+// one transaction and returns the job id; the caller enqueues its task.
+func (s *Store) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
+	f, err := s.fields(b, 1, 0)
+	if err != nil {
+		return "", err
+	}
+	id := JobID(b.ID, 0)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, Key(b.ID), f...)
+		p.HSet(ctx, seenKey(b.ID), b.Crawl.StartURL, id)
+		p.RPush(ctx, jobsKey(b.ID), id)
+		s.jobs.Create(ctx, p, jobstore.Record{ID: id, Tenant: b.Tenant, Kind: spec.KindFetch, URL: b.Crawl.StartURL,
+			CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true})
+		s.jobs.TrimIndex(ctx, p, b.Tenant)
+		p.HSet(ctx, jobstore.Key(id), "depth", 0)
+		for _, k := range []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID)} {
+			p.PExpire(ctx, k, s.ttl)
+		}
+		s.index(ctx, p, b)
+		return nil
+	})
+	return id, err
+}
+
+// Remove deletes a batch that could not be started (its first task could
+// not be enqueued), with the jobs it has.
+func (s *Store) Remove(ctx context.Context, b *Batch) error {
+	ids, err := s.rdb.LRange(ctx, jobsKey(b.ID), 0, -1).Result()
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, jobstore.Key(id))
+		}
+		if len(ids) > 0 {
+			members := make([]any, len(ids))
+			for i, id := range ids {
+				members[i] = id
+			}
+			p.ZRem(ctx, jobstore.IndexKey(b.Tenant), members...)
+		}
+		p.Del(ctx, Key(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID))
+		p.ZRem(ctx, indexKey(b.Tenant), b.ID)
+		return nil
+	})
+	return err
+}
+
+var viewFields = []string{"tenant", "kind", "status", "created_at", "finished_at", "total", "queued", "running",
+	"succeeded", "failed", "cancelled", "cancel", "crawl"}
+
+func decodeView(id, tenant string, vals []any) (*View, error) {
+	str := func(i int) string { s, _ := vals[i].(string); return s }
+	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
+	if str(0) == "" || str(2) == "" || (tenant != "" && str(0) != tenant) {
+		return nil, ErrNotFound
+	}
+	v := &View{ID: id, tenant: str(0), Kind: str(1), Status: str(2), Total: num(5), Queued: num(6), Running: num(7),
+		Succeeded: num(8), Failed: num(9), Cancelled: num(10)}
+	v.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(3))
+	if t, err := time.Parse(time.RFC3339Nano, str(4)); err == nil {
+		v.FinishedAt = &t
+	}
+	if v.Status == StatusRunning && str(11) == "1" {
+		v.Status = StatusCancelled // cancelled; its running jobs still finish
+	}
+	if c := str(12); c != "" {
+		v.Crawl = &Crawl{}
+		if err := json.Unmarshal([]byte(c), v.Crawl); err != nil {
+			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
+		}
+	}
+	return v, nil
+}
+
+// Get returns the batch's progress, read in one command so that its counts
+// add up. tenant "" skips the tenant check.
+func (s *Store) Get(ctx context.Context, tenant, id string) (*View, error) {
+	vals, err := s.rdb.HMGet(ctx, Key(id), viewFields...).Result()
+	if err != nil {
+		return nil, err
+	}
+	return decodeView(id, tenant, vals)
+}
+
+// Meta returns what the batch was created with.
+func (s *Store) Meta(ctx context.Context, id string) (*Batch, error) {
+	vals, err := s.rdb.HMGet(ctx, Key(id), "tenant", "kind", "created_at", "template", "webhook", "crawl").Result()
+	if err != nil {
+		return nil, err
+	}
+	str := func(i int) string { s, _ := vals[i].(string); return s }
+	if str(0) == "" {
+		return nil, ErrNotFound
+	}
+	b := &Batch{ID: id, Tenant: str(0), Kind: str(1)}
+	b.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(2))
+	if err := json.Unmarshal([]byte(str(3)), &b.Template); err != nil {
+		return nil, fmt.Errorf("decode template of %s: %w", id, err)
+	}
+	if w := str(4); w != "" {
+		b.Webhook = &spec.Webhook{}
+		if err := json.Unmarshal([]byte(w), b.Webhook); err != nil {
+			return nil, fmt.Errorf("decode webhook of %s: %w", id, err)
+		}
+	}
+	if c := str(5); c != "" {
+		b.Crawl = &Crawl{}
+		if err := json.Unmarshal([]byte(c), b.Crawl); err != nil {
+			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
+		}
+	}
+	return b, nil
+}
+
+// List returns the tenant's batches newest first; cursor is the
+// next_cursor of the previous page.
+func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]View, string, error) {
+	max := "+inf"
+	if cursor != "" {
+		n, err := strconv.ParseInt(cursor, 10, 64)
+		if err != nil {
+			return nil, "", fmt.Errorf("bad cursor")
+		}
+		max = "(" + strconv.FormatInt(n, 10)
+	}
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit) + 1}).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	more := len(zs) > limit
+	if more {
+		zs = zs[:limit]
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(zs))
+	for i, z := range zs {
+		cmds[i] = pipe.HMGet(ctx, Key(z.Member.(string)), viewFields...)
+	}
+	if len(zs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	out := []View{}
+	var stale []any
+	next := ""
+	for i, z := range zs {
+		next = strconv.FormatInt(int64(z.Score), 10)
+		v, err := decodeView(z.Member.(string), tenant, cmds[i].Val())
+		if errors.Is(err, ErrNotFound) {
+			stale = append(stale, z.Member)
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, *v)
+	}
+	if len(stale) > 0 {
+		s.rdb.ZRem(ctx, indexKey(tenant), stale...)
+	}
+	if !more {
+		next = ""
+	}
+	return out, next, nil
+}
+
+// JobIDs returns up to n job ids of the batch from index start, in order.
+func (s *Store) JobIDs(ctx context.Context, id string, start, n int64) ([]string, error) {
+	return s.rdb.LRange(ctx, jobsKey(id), start, start+n-1).Result()
+}
+
+// JobCount is how many jobs the batch has so far.
+func (s *Store) JobCount(ctx context.Context, id string) (int64, error) {
+	return s.rdb.LLen(ctx, jobsKey(id)).Result()
+}
+
+var cancelScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'status', 'cancel')
+if not h[1] or h[1] ~= ARGV[1] then return 'missing' end
+if h[2] ~= 'running' then return h[2] end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+return 'ok'
+`)
+
+// Cancel cancels the batch: from now on no job of it starts, the queued
+// ones are cancelled (this call cancels those that exist; the expansion and
+// the workers the rest), and the batch ends as cancelled once its running
+// jobs ended. It returns ErrNotFound, ErrCompleted, or nil (also for a
+// batch cancelled before).
+func (s *Store) Cancel(ctx context.Context, tenant, id string) error {
+	r, err := cancelScript.Run(ctx, s.rdb, []string{Key(id)}, tenant).Text()
+	if err != nil {
+		return err
+	}
+	switch r {
+	case "missing":
+		return ErrNotFound
+	case StatusCompleted:
+		return ErrCompleted
+	case "ok":
+		_, err := s.Sweep(ctx, tenant, id, 0)
+		return err
+	}
+	return nil
+}
+
+// Sweep cancels the queued jobs of the batch from index start on, a chunk
+// per round trip, and returns how many it cancelled.
+func (s *Store) Sweep(ctx context.Context, tenant, id string, start int64) (int, error) {
+	n := 0
+	for {
+		ids, err := s.JobIDs(ctx, id, start, chunk)
+		if err != nil {
+			return n, err
+		}
+		c, err := s.jobs.CancelQueued(ctx, tenant, ids)
+		n += c
+		if err != nil {
+			return n, err
+		}
+		if len(ids) < chunk {
+			return n, nil
+		}
+		start += chunk
+	}
+}
+
+// settleLua completes the batch KEYS[1] when nothing of it is queued,
+// running or open (ARGV[1]: the time).
+const settleLua = `
+local h = redis.call('HMGET', KEYS[1], 'status', 'queued', 'running', 'open', 'cancel')
+if not h[1] then return 'missing' end
+if h[1] ~= 'running' then return h[1] end
+if tonumber(h[2]) == 0 and tonumber(h[3]) == 0 and tonumber(h[4]) <= 0 then
+  local st = 'completed'
+  if h[5] == '1' then st = 'cancelled' end
+  redis.call('HSET', KEYS[1], 'status', st, 'finished_at', ARGV[1])
+  return 'now:' .. st
+end
+return 'running'
+`
+
+var settleScript = redis.NewScript(settleLua)
+
+// Settle completes the batch when nothing of it is queued, running or
+// open, exactly once. It returns the batch's status (running, completed,
+// cancelled) and whether this call ended it.
+func (s *Store) Settle(ctx context.Context, id string) (status string, now bool, err error) {
+	return settled(settleScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text())
+}
+
+var releaseSettleScript = redis.NewScript(`redis.call('ZREM', KEYS[2], ARGV[2])` + settleLua)
+
+// ReleaseSlotAndSettle gives a batch job's bulk slot back and settles its
+// batch (see Settle), in one round trip.
+func (s *Store) ReleaseSlotAndSettle(ctx context.Context, tenant, jobID, batchID string) (status string, now bool, err error) {
+	return settled(releaseSettleScript.Run(ctx, s.rdb, []string{Key(batchID), slotsKey(tenant)},
+		time.Now().UTC().Format(time.RFC3339Nano), jobID).Text())
+}
+
+func settled(r string, err error) (string, bool, error) {
+	if err != nil {
+		return "", false, err
+	}
+	if r == "missing" {
+		return "", false, ErrNotFound
+	}
+	if st, ok := strings.CutPrefix(r, "now:"); ok {
+		return st, true, nil
+	}
+	return r, false, nil
+}

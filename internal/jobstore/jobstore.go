@@ -1,0 +1,790 @@
+// Package jobstore keeps job records and results in Redis: one hash per job
+// with a retention TTL, a per-tenant index for listing, and compare-and-set
+// scripts for every state change so that a cancelled or finished job is never
+// overwritten. Terminal changes are published so that waiting API calls wake
+// at once.
+package jobstore
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// Channels used for notifications.
+const (
+	EventsChannel = "{pf}:events"
+	CancelChannel = "{pf}:cancel"
+)
+
+// ErrNotFound means no such job for that tenant (or it expired).
+var ErrNotFound = errors.New("job not found")
+
+// ErrConflict means the job already ended.
+var ErrConflict = errors.New("job already ended")
+
+// Store reads and writes job records.
+type Store struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// New returns a store whose records live for ttl.
+func New(rdb redis.UniversalClient, ttl time.Duration) *Store {
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	return &Store{rdb: rdb, ttl: ttl}
+}
+
+// TTL is the retention of records.
+func (s *Store) TTL() time.Duration { return s.ttl }
+
+// Key is the Redis key of a job record.
+func Key(id string) string { return "{pf}:job:" + id }
+
+func indexKey(tenant string) string { return "{pf}:t:" + tenant + ":jobs" }
+
+var idEnc = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewID returns a new time-ordered job id with the given prefix ("job").
+func NewID(prefix string) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	_, _ = rand.Read(b[8:])
+	return prefix + "_" + idEnc.EncodeToString(b[:])
+}
+
+// Record is what Create writes.
+type Record struct {
+	ID        string
+	Tenant    string
+	Kind      string
+	URL       string
+	CreatedAt time.Time
+	SessionID string
+	BatchID   string
+	Webhook   *spec.Webhook
+	// Counted marks a job that holds a place in the tenant's active-job
+	// count (see Gate); finishing or cancelling it gives the place back.
+	Counted bool
+	// ListOrder is added, in microseconds, to the creation time that orders
+	// the tenant's job list: the jobs of a batch share the batch's creation
+	// time, and their index in the batch keeps their places distinct.
+	ListOrder int
+}
+
+// fields are the field/value pairs of r's queued record.
+func (r *Record) fields() []any {
+	fields := []any{"tenant", r.Tenant, "kind", r.Kind, "status", spec.StatusQueued,
+		"created_at", r.CreatedAt.UTC().Format(time.RFC3339Nano), "url", r.URL, "attempts", 0}
+	if r.SessionID != "" {
+		fields = append(fields, "session_id", r.SessionID)
+	}
+	if r.BatchID != "" {
+		fields = append(fields, "batch_id", r.BatchID)
+	}
+	if r.Counted {
+		fields = append(fields, "counted", 1)
+	}
+	if r.Webhook != nil {
+		b, _ := json.Marshal(r.Webhook)
+		fields = append(fields, "webhook", b)
+	}
+	return fields
+}
+
+// Create writes a new queued record into pipe (the caller executes it, with
+// other writes such as the session line, in one round trip).
+func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
+	pipe.HSet(ctx, Key(r.ID), r.fields()...)
+	pipe.PExpire(ctx, Key(r.ID), s.ttl)
+	pipe.ZAdd(ctx, indexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro() + int64(r.ListOrder)), Member: r.ID})
+	if r.BatchID == "" {
+		s.TrimIndex(ctx, pipe, r.Tenant)
+	}
+}
+
+// TrimIndex drops from the tenant's job list the entries older than the
+// records' lifetime and renews the list's own expiry, in pipe. Create does
+// it for a job outside batches; a batch does it once per chunk of jobs.
+func (s *Store) TrimIndex(ctx context.Context, pipe redis.Pipeliner, tenant string) {
+	pipe.ZRemRangeByScore(ctx, indexKey(tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
+	pipe.PExpire(ctx, indexKey(tenant), s.ttl)
+}
+
+// IndexKey is the sorted set that lists the tenant's jobs for GET /v1/jobs,
+// scored by creation time in microseconds (plus Record.ListOrder). Scripts
+// that create jobs themselves (a crawl's discovered pages) add to it.
+func IndexKey(tenant string) string { return indexKey(tenant) }
+
+// ActiveKey counts the tenant's jobs that have not ended.
+func ActiveKey(tenant string) string { return "{pf}:t:" + tenant + ":active" }
+
+var gateScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
+if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return -1 end
+local active = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > 0 and active + tonumber(ARGV[3]) > tonumber(ARGV[2]) then return -2 end
+redis.call('INCRBY', KEYS[2], ARGV[3])
+return active + tonumber(ARGV[3])
+`)
+
+// Gate errors.
+var (
+	ErrRateLimited = errors.New("over the tenant's requests per second")
+	ErrQueueFull   = errors.New("over the tenant's queued jobs")
+)
+
+// Gate admits n new jobs for tenant: at most rps requests in the current
+// second and at most maxActive jobs not yet ended. On success the jobs hold
+// places in the active count until Release or their end.
+func (s *Store) Gate(ctx context.Context, tenant string, rps, maxActive, n int) error {
+	sec := strconv.FormatInt(time.Now().Unix(), 10)
+	r, err := gateScript.Run(ctx, s.rdb, []string{"{pf}:t:" + tenant + ":rps:" + sec, ActiveKey(tenant)}, rps, maxActive, n).Int64()
+	if err != nil {
+		return err
+	}
+	switch r {
+	case -1:
+		return ErrRateLimited
+	case -2:
+		return ErrQueueFull
+	}
+	return nil
+}
+
+// createGatedScript is gateScript for one job followed by what Create
+// writes, for the submit of a job without a session: one round trip and no
+// MULTI/EXEC. KEYS: rps counter, active count, record, tenant index. ARGV:
+// rps, maxActive, ttl (ms), score, trim-below score, id, then the record's
+// field/value pairs.
+var createGatedScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
+if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return -1 end
+local active = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > 0 and active + 1 > tonumber(ARGV[2]) then return -2 end
+redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[5])
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
+return 1
+`)
+
+// CreateGated admits one new job as Gate does (at most rps requests in the
+// current second, at most maxActive jobs not yet ended) and writes its queued
+// record as Create does, in one script. r must have no BatchID. It returns
+// ErrRateLimited or ErrQueueFull when the job is not admitted; on success
+// the job holds a place in the active count (r.Counted is implied).
+func (s *Store) CreateGated(ctx context.Context, r Record, rps, maxActive int) error {
+	if r.BatchID != "" {
+		return errors.New("jobstore: CreateGated is for jobs outside batches")
+	}
+	r.Counted = true
+	fields := r.fields()
+	sec := strconv.FormatInt(time.Now().Unix(), 10)
+	args := make([]any, 0, 6+len(fields))
+	args = append(args, rps, maxActive, s.ttl.Milliseconds(), r.CreatedAt.UnixMicro(),
+		time.Now().Add(-s.ttl).UnixMicro(), r.ID)
+	args = append(args, fields...)
+	res, err := createGatedScript.Run(ctx, s.rdb, []string{"{pf}:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant),
+		Key(r.ID), indexKey(r.Tenant)}, args...).Int64()
+	if err != nil {
+		return err
+	}
+	switch res {
+	case -1:
+		return ErrRateLimited
+	case -2:
+		return ErrQueueFull
+	}
+	return nil
+}
+
+// Release gives back n places taken by Gate for jobs that were not created.
+func (s *Store) Release(ctx context.Context, tenant string, n int) {
+	s.rdb.DecrBy(ctx, ActiveKey(tenant), int64(n))
+}
+
+// Delete removes a record (used when enqueueing failed after Create).
+func (s *Store) Delete(ctx context.Context, tenant, id string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, Key(id))
+		p.ZRem(ctx, indexKey(tenant), id)
+		return nil
+	})
+	return err
+}
+
+var discardScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', KEYS[3]) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`)
+
+// Discard takes back a job whose task was not enqueued: it removes the
+// record and gives back the job's place in the tenant's active count, in
+// one step, and only while the job is still queued (a job a worker started
+// did get its task). Repeating it is harmless.
+func (s *Store) Discard(ctx context.Context, tenant, id string) error {
+	return discardScript.Run(ctx, s.rdb, []string{Key(id), indexKey(tenant), ActiveKey(tenant)}, id).Err()
+}
+
+// BatchKey is the Redis hash of a batch (see internal/batch). Its counters —
+// queued, running, succeeded, failed, cancelled — are moved by the scripts
+// below in the same step that changes the status of one of its jobs, so
+// that they always add up to its total.
+func BatchKey(id string) string { return "{pf}:batch:" + id }
+
+// batchMoveLua moves a batch job from one status bucket of its batch to
+// another. A succeeded job of a crawl batch also opens its link discovery
+// (the batch's open counter; see internal/batch), so that the batch cannot
+// complete before its links were followed.
+const batchMoveLua = `
+local function batch_move(jk, from, to)
+  if from == to then return end
+  local b = redis.call('HGET', jk, 'batch_id')
+  if not b then return end
+  local bk = '{pf}:batch:' .. b
+  if redis.call('EXISTS', bk) == 0 then return end
+  redis.call('HINCRBY', bk, from, -1)
+  redis.call('HINCRBY', bk, to, 1)
+  if to == 'succeeded' and redis.call('HGET', bk, 'kind') == 'crawl' and not redis.call('HGET', jk, 'disc') then
+    redis.call('HSET', jk, 'disc', 'pending')
+    redis.call('HINCRBY', bk, 'open', 1)
+  end
+end
+`
+
+// The scripts read the fields they need with one HMGET and write with one
+// HSET: a plain job's start costs Redis three commands, its finish five.
+var startScript = redis.NewScript(batchMoveLua + `
+local f = redis.call('HMGET', KEYS[1], 'status', 'batch_id', 'started_at')
+local st, b = f[1], f[2]
+if not st then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+if b and st == 'queued' and redis.call('HGET', '{pf}:batch:' .. b, 'cancel') == '1' then
+  -- a queued job of a cancelled batch never starts
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1], 'error', ARGV[3])
+  if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+  batch_move(KEYS[1], st, 'cancelled')
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
+  return 'cancelled'
+end
+if KEYS[2] then
+  -- a place among the tenant's running jobs (a lease; see Slot)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local lease = tonumber(ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if not redis.call('ZSCORE', KEYS[2], ARGV[7]) and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+    return 'busy'
+  end
+  redis.call('ZADD', KEYS[2], now + lease, ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], lease * 2)
+end
+if f[3] then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2], 'started_at', ARGV[1])
+end
+if b then batch_move(KEYS[1], st, 'running') end
+return 'ok'
+`)
+
+// errBatchCancelled is the error of a batch job cancelled before it ran.
+var errBatchCancelled, _ = json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "the batch was cancelled"})
+
+// Start marks the job running for attempt n. It returns the status that
+// stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
+// job may run. A queued job of a cancelled batch is cancelled instead.
+func (s *Store) Start(ctx context.Context, id string, attempt int) (string, error) {
+	return s.StartIn(ctx, id, attempt, Slot{})
+}
+
+// Busy is what StartIn returns when the job's slot set is full.
+const Busy = "busy"
+
+// Slot is a place among a tenant's running jobs: a sorted set of job ids
+// scored by the end of their lease (Unix ms, Redis clock). StartIn takes the
+// place in the same script that starts the job, Finish gives it back in the
+// one that ends it; the worker renews the lease while the job runs, so the
+// places of a dead worker free themselves.
+type Slot struct {
+	Key   string // the sorted set; "" or Limit 0: no slot
+	Limit int
+	Lease time.Duration
+}
+
+// StartIn is Start that also takes a place in slot; when the set holds
+// Limit live places already it changes nothing and returns Busy (a job that
+// ended returns its status first).
+func (s *Store) StartIn(ctx context.Context, id string, attempt int, slot Slot) (string, error) {
+	keys := []string{Key(id)}
+	if slot.Key != "" && slot.Limit > 0 {
+		keys = append(keys, slot.Key)
+	}
+	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), attempt,
+		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id).Text()
+	if err != nil {
+		return "", err
+	}
+	if res == "ok" {
+		return "", nil
+	}
+	return res, nil
+}
+
+var requeueScript = redis.NewScript(batchMoveLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'queued')
+  batch_move(KEYS[1], st, 'queued')
+end
+return st
+`)
+
+// Requeue puts a running job back to queued (a retry is coming).
+func (s *Store) Requeue(ctx context.Context, id string) error {
+	return requeueScript.Run(ctx, s.rdb, []string{Key(id)}).Err()
+}
+
+var finishScript = redis.NewScript(batchMoveLua + `
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
+local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id')
+local st = f[1]
+if not st then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
+if f[2] == '1' then redis.call('DECR', '{pf}:t:' .. f[3] .. ':active') end
+if f[4] then batch_move(KEYS[1], st, ARGV[1]) end
+redis.call('PUBLISH', ARGV[6], KEYS[1])
+return 'ok'
+`)
+
+// Outcome is what a finished attempt writes.
+type Outcome struct {
+	Status         string // succeeded or failed
+	Result         *spec.Result
+	Error          *spec.Error
+	SessionUpdated bool
+	// Slot is the running-jobs set to leave (the Key of the Slot StartIn
+	// took); left even when the job had ended already.
+	Slot string
+}
+
+// Finish writes the outcome unless the job already ended (then it returns
+// ErrConflict and the stored outcome stays).
+func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
+	var res []byte
+	if o.Result != nil {
+		b, err := json.Marshal(o.Result)
+		if err != nil {
+			return fmt.Errorf("encode result: %w", err)
+		}
+		res = compress(b)
+	}
+	var eb []byte
+	if o.Error != nil {
+		eb, _ = json.Marshal(o.Error)
+	}
+	upd := "0"
+	if o.SessionUpdated {
+		upd = "1"
+	}
+	keys := []string{Key(id)}
+	if o.Slot != "" {
+		keys = append(keys, o.Slot)
+	}
+	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
+		res, eb, upd, EventsChannel, id).Text()
+	if err != nil {
+		return err
+	}
+	if r != "ok" {
+		return ErrConflict
+	}
+	return nil
+}
+
+var cancelScript = redis.NewScript(batchMoveLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
+if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. ARGV[1] .. ':active') end
+batch_move(KEYS[1], st, 'cancelled')
+redis.call('PUBLISH', ARGV[4], KEYS[1])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 'ok:' .. st
+`)
+
+// Cancel cancels a queued or running job of tenant. It returns the status the
+// job had, ErrNotFound, or ErrConflict when it already ended.
+func (s *Store) Cancel(ctx context.Context, tenant, id string) (string, error) {
+	eb, _ := json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "cancelled by request"})
+	r, err := cancelScript.Run(ctx, s.rdb, []string{Key(id)}, tenant, time.Now().UTC().Format(time.RFC3339Nano), eb,
+		EventsChannel, CancelChannel, id).Text()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case r == "missing":
+		return "", ErrNotFound
+	case strings.HasPrefix(r, "ok:"):
+		return r[3:], nil
+	}
+	return r, ErrConflict
+}
+
+// Info is a stored record.
+type Info struct {
+	Job       spec.Job
+	Tenant    string
+	SessionID string
+	Webhook   *spec.Webhook
+}
+
+// Get reads a job of tenant (tenant "" skips the check). withResult decodes
+// the result too.
+func (s *Store) Get(ctx context.Context, tenant, id string, withResult bool) (*Info, error) {
+	var m map[string]string
+	var err error
+	if withResult {
+		m, err = s.rdb.HGetAll(ctx, Key(id)).Result()
+	} else {
+		m, err = s.hgetNoResult(ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode(id, tenant, m)
+}
+
+var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook"}
+
+func (s *Store) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
+	vals, err := s.rdb.HMGet(ctx, Key(id), fieldsNoResult...).Result()
+	if err != nil {
+		return nil, err
+	}
+	return toMap(vals), nil
+}
+
+func toMap(vals []any) map[string]string {
+	m := map[string]string{}
+	for i, v := range vals {
+		if sv, ok := v.(string); ok {
+			m[fieldsNoResult[i]] = sv
+		}
+	}
+	return m
+}
+
+// Status returns the job's status, or "" when the record is gone.
+func (s *Store) Status(ctx context.Context, id string) (string, error) {
+	st, err := s.rdb.HGet(ctx, Key(id), "status").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, err
+}
+
+func decode(id, tenant string, m map[string]string) (*Info, error) {
+	if len(m) == 0 || m["status"] == "" || (tenant != "" && m["tenant"] != tenant) {
+		return nil, ErrNotFound
+	}
+	in := &Info{Tenant: m["tenant"], SessionID: m["session_id"]}
+	j := &in.Job
+	j.ID, j.Kind, j.Status, j.URL, j.BatchID = id, m["kind"], m["status"], m["url"], m["batch_id"]
+	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
+	if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
+		j.StartedAt = &t
+	}
+	if t, err := time.Parse(time.RFC3339Nano, m["finished_at"]); err == nil {
+		j.FinishedAt = &t
+	}
+	j.Attempts, _ = strconv.Atoi(m["attempts"])
+	if in.SessionID != "" {
+		j.Session = &spec.SessionInfo{ID: in.SessionID, Updated: m["session_updated"] == "1"}
+	}
+	if e := m["error"]; e != "" {
+		j.Error = &spec.Error{}
+		_ = json.Unmarshal([]byte(e), j.Error)
+	}
+	if r := m["result"]; r != "" {
+		b, err := decompress([]byte(r))
+		if err != nil {
+			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+		}
+		j.Result = &spec.Result{}
+		if err := json.Unmarshal(b, j.Result); err != nil {
+			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+		}
+	}
+	if w := m["webhook"]; w != "" {
+		in.Webhook = &spec.Webhook{}
+		_ = json.Unmarshal([]byte(w), in.Webhook)
+	}
+	return in, nil
+}
+
+// List returns the tenant's jobs newest first, filtered by status ("" =
+// all). cursor is the opaque next_cursor of the previous page: the score
+// and id of the last job it listed, so that jobs with equal scores are
+// neither skipped nor repeated. Another cursor is ErrInvalidCursor.
+func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
+	var after *listPos
+	if cursor != "" {
+		p, err := parseListCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		after = &p
+	}
+	out := []spec.Job{}
+	var last *listPos
+	more := true
+	for round := 0; round < 20 && len(out) < limit && more; round++ {
+		count := int64(limit * 2)
+		max := "+inf"
+		if after != nil {
+			max = strconv.FormatInt(after.score, 10) // inclusive: ties are skipped below
+		}
+		// Entries with the cursor's score come first, in descending id order;
+		// those not after the cursor were listed already. offset skips them
+		// when there are more ties than one read returns.
+		var offset int64
+		var zs []redis.Z
+		for {
+			got, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Offset: offset, Count: count}).Result()
+			if err != nil {
+				return nil, "", err
+			}
+			more = int64(len(got)) == count
+			i := 0
+			for after != nil && i < len(got) && int64(got[i].Score) == after.score && got[i].Member.(string) >= after.id {
+				i++
+			}
+			zs = got[i:]
+			if len(zs) > 0 || !more {
+				break
+			}
+			offset += count
+		}
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(zs))
+		for i, z := range zs {
+			cmds[i] = pipe.HMGet(ctx, Key(z.Member.(string)), fieldsNoResult...)
+		}
+		if len(zs) > 0 {
+			_, _ = pipe.Exec(ctx)
+		}
+		var stale []any
+		for i, z := range zs {
+			id := z.Member.(string)
+			last = &listPos{score: int64(z.Score), id: id}
+			in, err := decode(id, tenant, toMap(cmds[i].Val()))
+			if err != nil {
+				stale = append(stale, id)
+				continue
+			}
+			if status == "" || in.Job.Status == status {
+				out = append(out, in.Job)
+			}
+			if len(out) == limit {
+				more = more || i < len(zs)-1
+				break
+			}
+		}
+		if len(stale) > 0 {
+			s.rdb.ZRem(ctx, indexKey(tenant), stale...)
+		}
+		after = last
+	}
+	if !more || last == nil {
+		return out, "", nil
+	}
+	return out, last.String(), nil
+}
+
+// listPos is a place in the tenant's job list: a score and a job id.
+type listPos struct {
+	score int64
+	id    string
+}
+
+func (p listPos) String() string { return strconv.FormatInt(p.score, 10) + "." + p.id }
+
+// ErrInvalidCursor is a List cursor that List did not give.
+var ErrInvalidCursor = errors.New("jobstore: invalid cursor")
+
+// parseListCursor reads a cursor of List. A bare score is the cursor of an
+// earlier version: everything below that score.
+func parseListCursor(c string) (listPos, error) {
+	num, id, _ := strings.Cut(c, ".")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || (id == "" && strings.Contains(c, ".")) || (id != "" && !strings.HasPrefix(id, "job_")) {
+		return listPos{}, ErrInvalidCursor
+	}
+	if id == "" {
+		return listPos{score: n - 1, id: "\xff"}, nil
+	}
+	return listPos{score: n, id: id}, nil
+}
+
+const compressAbove = 4096
+
+// gzipWriters keeps gzip writers between results: a new one allocates
+// about 1 MB of compressor state, which cost a fifth of the worker's CPU on
+// plain fetches.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
+
+// gzipReaders keeps gzip readers between reads of results.
+var gzipReaders sync.Pool
+
+func compress(b []byte) []byte {
+	if len(b) < compressAbove {
+		return append([]byte{'j'}, b...)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(b)/3 + 64)
+	buf.WriteByte('z')
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(&buf)
+	zw.Write(b)
+	zw.Close()
+	zw.Reset(io.Discard) // drop the reference to buf
+	gzipWriters.Put(zw)
+	return buf.Bytes()
+}
+
+func decompress(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty")
+	}
+	switch b[0] {
+	case 'j':
+		return b[1:], nil
+	case 'z':
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(b[1:]))
+		} else {
+			err = zr.Reset(bytes.NewReader(b[1:]))
+		}
+		if err != nil {
+			return nil, err
+		}
+		out, err := io.ReadAll(zr)
+		if err == nil {
+			gzipReaders.Put(zr)
+		}
+		return out, err
+	}
+	return b, nil
+}
+
+// Notifier wakes waiters when jobs end, from one Redis subscription per
+// process.
+type Notifier struct {
+	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// NewNotifier returns a notifier; call Run to start listening.
+func NewNotifier(rdb redis.UniversalClient) *Notifier {
+	return &Notifier{rdb: rdb, waiters: map[string][]chan struct{}{}}
+}
+
+// Run listens until ctx ends.
+func (n *Notifier) Run(ctx context.Context) {
+	sub := n.rdb.Subscribe(ctx, EventsChannel)
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			id := strings.TrimPrefix(m.Payload, "{pf}:job:")
+			n.mu.Lock()
+			for _, c := range n.waiters[id] {
+				close(c)
+			}
+			delete(n.waiters, id)
+			n.mu.Unlock()
+		}
+	}
+}
+
+// Watch returns a channel closed when job id ends (or an event for it
+// arrives), and a func to stop watching.
+func (n *Notifier) Watch(id string) (<-chan struct{}, func()) {
+	c := make(chan struct{})
+	n.mu.Lock()
+	n.waiters[id] = append(n.waiters[id], c)
+	n.mu.Unlock()
+	return c, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		ws := n.waiters[id]
+		for i, w := range ws {
+			if w == c {
+				n.waiters[id] = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(n.waiters[id]) == 0 {
+			delete(n.waiters, id)
+		}
+	}
+}
+
+// taskField holds the id of the asynq task that now runs a job when it is
+// not the job id: a replacement task put in for a job whose worker died.
+const taskField = "task"
+
+// SetTask records that task now runs job id (see TaskOf).
+func (s *Store) SetTask(ctx context.Context, id, task string) error {
+	return s.rdb.HSet(ctx, Key(id), taskField, task).Err()
+}
+
+// TaskOf returns the id of the asynq task that runs job id: the job id
+// unless a replacement was put in (see SetTask).
+func (s *Store) TaskOf(ctx context.Context, id string) (string, error) {
+	t, err := s.rdb.HGet(ctx, Key(id), taskField).Result()
+	if errors.Is(err, redis.Nil) || t == "" {
+		return id, nil
+	}
+	return t, err
+}

@@ -1,0 +1,64 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/webhook"
+	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// FinishHook is told about every job with a webhook or of a batch that
+// ended (succeeded, failed or cancelled while running); other jobs have
+// nothing to report, and the worker saves reading their record back. It may
+// be called more than once for one job (a redelivered task after a crash),
+// so it must be idempotent.
+type FinishHook func(ctx context.Context, p *jobs.RunPayload, job *spec.Job)
+
+// Events sends the job's webhook events.
+type Events struct {
+	Client   *asynq.Client
+	Schedule []time.Duration
+	Logger   *slog.Logger
+}
+
+// JobEnded enqueues job.succeeded or job.failed once.
+func (e *Events) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job) {
+	if p.Request.Webhook == nil || p.BatchID != "" { // batch jobs report as batch.page
+		return
+	}
+	ev := spec.EventJobSucceeded
+	switch job.Status {
+	case spec.StatusFailed:
+		ev = spec.EventJobFailed
+	case spec.StatusSucceeded:
+	default:
+		return
+	}
+	if err := webhook.EnqueueOnce(ctx, e.Client, p.Request.Webhook, p.Tenant, p.JobID, ev, job, e.Schedule); err != nil {
+		e.Logger.Error("enqueue webhook", "job", p.JobID, "event", ev, "err", err)
+	}
+}
+
+// ended reads the job record and tells the hooks.
+func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) {
+	if len(w.Hooks) == 0 || (p.Request.Webhook == nil && p.BatchID == "") {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	in, err := w.Jobs.Get(ctx, p.Tenant, p.JobID, true)
+	if err != nil {
+		if err != jobstore.ErrNotFound {
+			w.Logger.Error("read ended job", "job", p.JobID, "err", err)
+		}
+		return
+	}
+	for _, h := range w.Hooks {
+		h(ctx, p, &in.Job)
+	}
+}
