@@ -1,7 +1,7 @@
 # pagefleet — see README.md.
 SHELL := /bin/bash
 GO ?= go
-PKGS_RACE := ./pkg/spec/... ./pkg/state/... ./internal/config/... ./internal/tenant/... ./internal/jobstore/... ./internal/batch/... ./internal/session/... ./internal/egress/... ./internal/fetch/... ./internal/convert/... ./internal/extract/... ./internal/identity/... ./internal/api/... ./pkg/client/... ./jobs/...
+PKGS_RACE := ./pkg/spec/... ./internal/config/... ./internal/tenant/... ./internal/jobstore/... ./internal/batch/... ./internal/session/... ./internal/egress/... ./internal/fetch/... ./internal/convert/... ./internal/extract/... ./internal/identity/... ./internal/api/... ./pkg/client/... ./jobs/...
 # Fuzz budgets are counts of inputs, not durations: with a duration, Go
 # 1.26's fuzz coordinator can fail a target with a bare "context deadline
 # exceeded" when the time runs out (golang/go#75804, fixed in Go 1.27).

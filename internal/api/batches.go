@@ -48,18 +48,9 @@ func (s *Server) batchRoutes(g *echo.Group) {
 // own so that its unknown fields are named template.….
 type batchBody struct {
 	URLs     []string        `json:"urls"`
-	Crawl    *batch.Crawl    `json:"crawl"`
+	Crawl    *spec.Crawl     `json:"crawl"`
 	Template json.RawMessage `json:"template"`
 	Webhook  *spec.Webhook   `json:"webhook"`
-}
-
-// batchAccepted is the 202 answer to POST /v1/batches.
-type batchAccepted struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Status    string    `json:"status"`
-	Total     int       `json:"total"`
-	CreatedAt time.Time `json:"created_at"`
 }
 
 // decodeTemplate decodes a batch's template like a job's body; its field
@@ -99,7 +90,7 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 	case body.Crawl != nil && body.URLs != nil:
 		errs = append(errs, spec.FieldError{Field: "crawl", Message: "give either urls or crawl, not both"})
 	case body.Crawl != nil:
-		errs = append(errs, body.Crawl.Validate(limit)...)
+		errs = append(errs, batch.ValidateCrawl(body.Crawl, limit)...)
 	case len(body.URLs) == 0:
 		errs = append(errs, spec.FieldError{Field: "urls", Message: "is required (1 to " + strconv.Itoa(limit) + " URLs), or give a crawl"})
 	default:
@@ -141,11 +132,11 @@ func (s *Server) createBatch(c echo.Context) error {
 	if len(idem) > 255 {
 		return invalid([]spec.FieldError{{Field: "Idempotency-Key", Message: "must be at most 255 characters"}})
 	}
-	b := &batch.Batch{ID: batch.NewID(), Tenant: t.ID, Kind: batch.KindURLs, CreatedAt: time.Now().UTC(),
+	b := &batch.Batch{ID: batch.NewID(), Tenant: t.ID, Kind: spec.BatchKindURLs, CreatedAt: time.Now().UTC(),
 		Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
 	n := len(body.URLs)
 	if body.Crawl != nil {
-		b.Kind, n = batch.KindCrawl, 1
+		b.Kind, n = spec.BatchKindCrawl, 1
 	}
 	bg := context.WithoutCancel(ctx)
 	if idem != "" {
@@ -174,7 +165,7 @@ func (s *Server) createBatch(c echo.Context) error {
 	s.bat.created.WithLabelValues(b.Kind).Inc()
 	s.log.Info("batch accepted", "batch", b.ID, "tenant", t.ID, "kind", b.Kind, "total", n)
 	c.Response().Header().Set("Location", "/v1/batches/"+b.ID)
-	return c.JSON(http.StatusAccepted, batchAccepted{ID: b.ID, Kind: b.Kind, Status: batch.StatusRunning, Total: n, CreatedAt: b.CreatedAt})
+	return c.JSON(http.StatusAccepted, spec.BatchAccepted{ID: b.ID, Kind: b.Kind, Status: spec.BatchRunning, Total: n, CreatedAt: b.CreatedAt})
 }
 
 // startBatch writes the batch and enqueues its first task: the expansion of
@@ -182,7 +173,7 @@ func (s *Server) createBatch(c echo.Context) error {
 // failure to enqueue removes what was written.
 func (s *Server) startBatch(ctx context.Context, b *batch.Batch, urls []string) error {
 	var err error
-	if b.Kind == batch.KindCrawl {
+	if b.Kind == spec.BatchKindCrawl {
 		var id string
 		if id, err = s.bat.store.CreateCrawl(ctx, b); err != nil {
 			return err
@@ -238,7 +229,7 @@ func (s *Server) answerExistingBatch(c echo.Context, t *tenant.Tenant, idem, id 
 	}
 	c.Response().Header().Set("Location", "/v1/batches/"+id)
 	c.Response().Header().Set("Idempotent-Replayed", "true")
-	return c.JSON(http.StatusAccepted, batchAccepted{ID: v.ID, Kind: v.Kind, Status: v.Status, Total: int(v.Total), CreatedAt: v.CreatedAt})
+	return c.JSON(http.StatusAccepted, spec.BatchAccepted{ID: v.ID, Kind: v.Kind, Status: v.Status, Total: int(v.Total), CreatedAt: v.CreatedAt})
 }
 
 // batchOf reads the batch named in the path, 404 for another tenant's.
@@ -276,7 +267,7 @@ func (s *Server) listBatches(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, list[batch.View]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[batch.View]{Data: out, NextCursor: next})
 }
 
 // cancelBatch cancels what has not run: the queued jobs become cancelled,
@@ -370,7 +361,7 @@ func (s *Server) batchJobs(c echo.Context) error {
 	if n, err := s.bat.store.JobCount(ctx, v.ID); err == nil && start+int64(len(ids)) < n {
 		next = strconv.FormatInt(start+int64(len(ids)), 10)
 	}
-	return c.JSON(http.StatusOK, list[spec.Job]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[spec.Job]{Data: out, NextCursor: next})
 }
 
 // streamBatchJobs writes every job of the batch, one JSON object per line,
@@ -417,5 +408,5 @@ func (s *Server) batchDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, list[webhook.Attempt]{Data: att})
+	return c.JSON(http.StatusOK, spec.List[spec.Delivery]{Data: att})
 }

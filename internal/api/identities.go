@@ -82,7 +82,7 @@ func (s *Server) putIdentity(c echo.Context) error {
 	}
 	p := &identity.Profile{Name: name, UserAgent: body.UserAgent, Locale: body.Locale, Timezone: body.Timezone,
 		AcceptLanguage: body.AcceptLanguage, Viewport: body.Viewport, Headers: body.Headers}
-	errs := p.Validate()
+	errs := identity.Validate(p)
 	if body.Name != nil && *body.Name != name {
 		errs = append(errs, spec.FieldError{Field: "name", Message: "must match the name in the path, " + quoteName(name)})
 	}
@@ -90,7 +90,7 @@ func (s *Server) putIdentity(c echo.Context) error {
 	if len(errs) > 0 {
 		return invalid(errs)
 	}
-	p.Normalize()
+	identity.Normalize(p)
 	created, err := s.idents.Put(c.Request().Context(), t.ID, p)
 	if errors.Is(err, identity.ErrLimit) {
 		return problem(http.StatusConflict, "identity_limit", "the tenant has the most identities it may keep; delete one first")
@@ -133,7 +133,7 @@ func (s *Server) listIdentities(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, list[identity.Profile]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[identity.Profile]{Data: out, NextCursor: next})
 }
 
 func (s *Server) deleteIdentity(c echo.Context) error {

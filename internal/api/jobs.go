@@ -24,17 +24,6 @@ import (
 
 const maxWait = 60 * time.Second
 
-// accepted is the 202 answer to a submit.
-type accepted struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-	// Session is the job's session, for a job that names one (the sessions
-	// page promises it on every answer; updated is false until the job ran).
-	Session *spec.SessionInfo `json:"session,omitempty"`
-}
-
 func idemKey(tenantID, key string) string {
 	h := sha256.Sum256([]byte(key))
 	return "{pf}:t:" + tenantID + ":idem:" + hex.EncodeToString(h[:16])
@@ -115,7 +104,7 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		if wait > 0 {
 			return s.waitAndAnswer(c, t, id, wait)
 		}
-		ans := accepted{ID: id, Kind: kind, Status: spec.StatusQueued, CreatedAt: now}
+		ans := spec.Accepted{ID: id, Kind: kind, Status: spec.StatusQueued, CreatedAt: now}
 		if req.Session != nil {
 			ans.Session = &spec.SessionInfo{ID: req.Session.ID}
 		}
@@ -263,7 +252,7 @@ func (s *Server) answerExisting(c echo.Context, t *tenant.Tenant, idem, id strin
 		return s.waitAndAnswer(c, t, id, wait)
 	}
 	j := in.Job
-	return c.JSON(http.StatusAccepted, accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt, Session: j.Session})
+	return c.JSON(http.StatusAccepted, spec.Accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt, Session: j.Session})
 }
 
 // waitAndAnswer holds the answer until the job ends or wait runs out.
@@ -350,11 +339,6 @@ func page(c echo.Context) (string, int, error) {
 	return cur, limit, nil
 }
 
-type list[T any] struct {
-	Data       []T    `json:"data"`
-	NextCursor string `json:"next_cursor"`
-}
-
 func (s *Server) listJobs(c echo.Context) error {
 	t := tenantOf(c)
 	cur, limit, err := page(c)
@@ -374,7 +358,7 @@ func (s *Server) listJobs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, list[spec.Job]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[spec.Job]{Data: out, NextCursor: next})
 }
 
 func (s *Server) cancelJob(c echo.Context) error {
@@ -450,5 +434,5 @@ func (s *Server) jobDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, list[webhook.Attempt]{Data: att})
+	return c.JSON(http.StatusOK, spec.List[spec.Delivery]{Data: att})
 }

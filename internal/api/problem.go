@@ -18,12 +18,7 @@ import (
 
 // Problem is an RFC 9457 problem document.
 type Problem struct {
-	Type   string            `json:"type"`
-	Title  string            `json:"title"`
-	Status int               `json:"status"`
-	Detail string            `json:"detail,omitempty"`
-	Code   string            `json:"code"`
-	Errors []spec.FieldError `json:"errors,omitempty"`
+	spec.Problem
 
 	retryAfter time.Duration
 }
@@ -31,8 +26,8 @@ type Problem struct {
 func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
 
 func problem(status int, code, detail string, errs ...spec.FieldError) *Problem {
-	return &Problem{Type: "https://pagefleet.dev/problems/" + strings.ReplaceAll(code, "_", "-"),
-		Title: http.StatusText(status), Status: status, Detail: detail, Code: code, Errors: errs}
+	return &Problem{Problem: spec.Problem{Type: "https://pagefleet.dev/problems/" + strings.ReplaceAll(code, "_", "-"),
+		Title: http.StatusText(status), Status: status, Detail: detail, Code: code, Errors: errs}}
 }
 
 func invalid(errs []spec.FieldError) *Problem {

@@ -11,7 +11,6 @@ import (
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/state"
 )
 
 func asynqInspector(s *Server) *asynq.Inspector {
@@ -35,11 +34,6 @@ func (s *Server) checkFeatures(t *tenant.Tenant, req *spec.Request) error {
 	return nil
 }
 
-type sessionView struct {
-	*session.Meta
-	State *state.State `json:"state,omitempty"`
-}
-
 func (s *Server) getSession(c echo.Context) error {
 	t := tenantOf(c)
 	id := c.Param("id")
@@ -54,14 +48,13 @@ func (s *Server) getSession(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := sessionView{Meta: m}
 	if with {
 		if st == nil {
-			st = &state.State{Cookies: []state.Cookie{}, Origins: []state.Origin{}}
+			st = &spec.State{Cookies: []spec.Cookie{}, Origins: []spec.OriginState{}}
 		}
-		v.State = st
+		m.State = st
 	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, m)
 }
 
 func (s *Server) listSessions(c echo.Context) error {
@@ -78,9 +71,9 @@ func (s *Server) listSessions(c echo.Context) error {
 		return err
 	}
 	if out == nil {
-		out = []session.Meta{}
+		out = []spec.Session{}
 	}
-	return c.JSON(http.StatusOK, list[session.Meta]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[spec.Session]{Data: out, NextCursor: next})
 }
 
 func (s *Server) deleteSession(c echo.Context) error {

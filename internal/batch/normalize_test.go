@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 func TestNormalize(t *testing.T) {
@@ -37,8 +39,8 @@ func TestNormalize(t *testing.T) {
 
 func TestFilter(t *testing.T) {
 	d, same := 2, true
-	c := &Crawl{StartURL: "http://site.test/", MaxDepth: &d, SameOrigin: &same, Include: []string{"^/docs/", "^/blog$"}, Exclude: []string{"/private"}}
-	f, err := c.Filter()
+	c := &spec.Crawl{StartURL: "http://site.test/", MaxDepth: &d, SameOrigin: &same, Include: []string{"^/docs/", "^/blog$"}, Exclude: []string{"/private"}}
+	f, err := NewFilter(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func TestFilter(t *testing.T) {
 	}
 	off := false
 	c.SameOrigin = &off
-	f, _ = c.Filter()
+	f, _ = NewFilter(c)
 	if _, _, ok := f.Follow("http://other.test/docs/a"); !ok {
 		t.Error("same_origin false should follow other origins")
 	}

@@ -32,30 +32,10 @@ const (
 // Webhook events a batch's webhook may ask for.
 var Events = []string{spec.EventBatchPage, spec.EventBatchCompleted}
 
-// Crawl asks a batch to discover its pages by following links from
-// StartURL (depth 0).
-type Crawl struct {
-	StartURL string `json:"start_url"`
-	// MaxDepth is how many links away from the start page the crawl goes
-	// (0: the start page only).
-	MaxDepth *int `json:"max_depth,omitempty"`
-	// MaxPages bounds the pages of the crawl, the start page included.
-	MaxPages int `json:"max_pages,omitempty"`
-	// Include: when given, a URL's path must match at least one of them.
-	Include []string `json:"include,omitempty"`
-	// Exclude: a URL's path must match none of them.
-	Exclude []string `json:"exclude,omitempty"`
-	// SameOrigin keeps the crawl on the start URL's origin (default true).
-	SameOrigin *bool `json:"same_origin,omitempty"`
-	// RespectRobotsTxt skips the paths robots.txt disallows for user-agent
-	// "*" (each origin's robots.txt is fetched once per batch).
-	RespectRobotsTxt bool `json:"respect_robots_txt,omitempty"`
-}
-
-// Validate checks the crawl against maxPages (the tenant's batch size) and
-// fills its defaults: the start URL normalised, max_depth 3, max_pages
-// 1000 (at most maxPages), same_origin true.
-func (c *Crawl) Validate(maxPages int) []spec.FieldError {
+// ValidateCrawl checks the crawl against maxPages (the tenant's batch
+// size) and fills its defaults: the start URL normalised, max_depth 3,
+// max_pages 1000 (at most maxPages), same_origin true.
+func ValidateCrawl(c *spec.Crawl, maxPages int) []spec.FieldError {
 	var errs []spec.FieldError
 	add := func(f, m string) { errs = append(errs, spec.FieldError{Field: "crawl." + f, Message: m}) }
 	if m := spec.CheckURL(c.StartURL); m != "" {
@@ -149,8 +129,8 @@ type Filter struct {
 	exclude    []*regexp.Regexp
 }
 
-// Filter compiles the crawl's rules (validated before).
-func (c *Crawl) Filter() (*Filter, error) {
+// NewFilter compiles the crawl's rules (validated before).
+func NewFilter(c *spec.Crawl) (*Filter, error) {
 	f := &Filter{origin: Origin(c.StartURL), sameOrigin: c.SameOrigin == nil || *c.SameOrigin}
 	for _, p := range c.Include {
 		re, err := regexp.Compile(p)

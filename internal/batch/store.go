@@ -15,19 +15,6 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
-// Kinds of batch.
-const (
-	KindURLs  = "urls"
-	KindCrawl = "crawl"
-)
-
-// Statuses of a batch.
-const (
-	StatusRunning   = "running"
-	StatusCompleted = "completed"
-	StatusCancelled = "cancelled"
-)
-
 // Errors of the store.
 var (
 	// ErrNotFound means no such batch for that tenant (or it expired).
@@ -67,32 +54,18 @@ type Batch struct {
 	// crawl, with links among its outputs).
 	Template spec.Request
 	Webhook  *spec.Webhook
-	Crawl    *Crawl
+	Crawl    *spec.Crawl
 }
 
-// View is the batch object of GET /v1/batches/{id}. The counts always add
-// up to Total.
+// View is the batch object of GET /v1/batches/{id} with the tenant it
+// belongs to. The counts always add up to Total.
 type View struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"`
-	Status     string     `json:"status"`
-	Total      int64      `json:"total"`
-	Queued     int64      `json:"queued"`
-	Running    int64      `json:"running"`
-	Succeeded  int64      `json:"succeeded"`
-	Failed     int64      `json:"failed"`
-	Cancelled  int64      `json:"cancelled"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at"` // null while it runs
-	Crawl      *Crawl     `json:"crawl,omitempty"`
-	tenant     string
+	spec.Batch
+	tenant string
 }
 
 // Tenant is the batch's tenant.
 func (v *View) Tenant() string { return v.tenant }
-
-// Ended reports whether the batch completed or ended cancelled.
-func (v *View) Ended() bool { return v.FinishedAt != nil }
 
 // Store reads and writes batches.
 type Store struct {
@@ -114,7 +87,7 @@ func (s *Store) fields(b *Batch, total, open int) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode template: %w", err)
 	}
-	f := []any{"tenant", b.Tenant, "kind", b.Kind, "status", StatusRunning,
+	f := []any{"tenant", b.Tenant, "kind", b.Kind, "status", spec.BatchRunning,
 		"created_at", b.CreatedAt.UTC().Format(time.RFC3339Nano), "template", tmpl,
 		"total", total, "queued", total, "running", 0, "succeeded", 0, "failed", 0, "cancelled", 0, "open", open}
 	if b.Webhook != nil {
@@ -225,17 +198,17 @@ func decodeView(id, tenant string, vals []any) (*View, error) {
 	if str(0) == "" || str(2) == "" || (tenant != "" && str(0) != tenant) {
 		return nil, ErrNotFound
 	}
-	v := &View{ID: id, tenant: str(0), Kind: str(1), Status: str(2), Total: num(5), Queued: num(6), Running: num(7),
-		Succeeded: num(8), Failed: num(9), Cancelled: num(10)}
+	v := &View{Batch: spec.Batch{ID: id, Kind: str(1), Status: str(2), Total: num(5), Queued: num(6), Running: num(7),
+		Succeeded: num(8), Failed: num(9), Cancelled: num(10)}, tenant: str(0)}
 	v.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(3))
 	if t, err := time.Parse(time.RFC3339Nano, str(4)); err == nil {
 		v.FinishedAt = &t
 	}
-	if v.Status == StatusRunning && str(11) == "1" {
-		v.Status = StatusCancelled // cancelled; its running jobs still finish
+	if v.Status == spec.BatchRunning && str(11) == "1" {
+		v.Status = spec.BatchCancelled // cancelled; its running jobs still finish
 	}
 	if c := str(12); c != "" {
-		v.Crawl = &Crawl{}
+		v.Crawl = &spec.Crawl{}
 		if err := json.Unmarshal([]byte(c), v.Crawl); err != nil {
 			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
 		}
@@ -275,7 +248,7 @@ func (s *Store) Meta(ctx context.Context, id string) (*Batch, error) {
 		}
 	}
 	if c := str(5); c != "" {
-		b.Crawl = &Crawl{}
+		b.Crawl = &spec.Crawl{}
 		if err := json.Unmarshal([]byte(c), b.Crawl); err != nil {
 			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
 		}
@@ -367,7 +340,7 @@ func (s *Store) Cancel(ctx context.Context, tenant, id string) error {
 	switch r {
 	case "missing":
 		return ErrNotFound
-	case StatusCompleted:
+	case spec.BatchCompleted:
 		return ErrCompleted
 	case "ok":
 		_, err := s.Sweep(ctx, tenant, id, 0)

@@ -56,12 +56,12 @@ func expandAll(t *testing.T, s *Store, b *Batch, urls []string) []string {
 func TestListBatchCountsAndCompletion(t *testing.T) {
 	ctx := context.Background()
 	s, js, _ := newStore(t)
-	b := newBatch(KindURLs)
+	b := newBatch(spec.BatchKindURLs)
 	urls := []string{"http://a.test/1", "http://a.test/2", "http://a.test/3", "http://a.test/4"}
 	if err := s.CreateURLs(ctx, b, urls); err != nil {
 		t.Fatal(err)
 	}
-	if v := checkSum(t, s, b.ID); v.Total != 4 || v.Queued != 4 || v.Status != StatusRunning {
+	if v := checkSum(t, s, b.ID); v.Total != 4 || v.Queued != 4 || v.Status != spec.BatchRunning {
 		t.Fatalf("new batch: %+v", v)
 	}
 	got, _ := s.URLs(ctx, b.ID, 0, 10)
@@ -110,17 +110,17 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 		checkSum(t, s, b.ID)
 	}
 	// every job ended, but the expansion is still open
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusRunning || now {
+	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchRunning || now {
 		t.Fatalf("settle with the expansion open: %s %v", st, now)
 	}
 	if err := s.FinishExpand(ctx, b.ID); err != nil {
 		t.Fatal(err)
 	}
 	s.FinishExpand(ctx, b.ID) // once only
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusCompleted || !now {
+	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchCompleted || !now {
 		t.Fatalf("settle: %s %v", st, now)
 	}
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusCompleted || now {
+	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchCompleted || now {
 		t.Fatalf("second settle: %s %v", st, now)
 	}
 	v := checkSum(t, s, b.ID)
@@ -142,7 +142,7 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 func TestCancelBatch(t *testing.T) {
 	ctx := context.Background()
 	s, js, rdb := newStore(t)
-	b := newBatch(KindURLs)
+	b := newBatch(spec.BatchKindURLs)
 	urls := []string{"http://a.test/1", "http://a.test/2", "http://a.test/3", "http://a.test/4"}
 	if err := s.CreateURLs(ctx, b, urls); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestCancelBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := checkSum(t, s, b.ID)
-	if v.Status != StatusCancelled || v.Running != 1 || v.Cancelled != 2 || v.Queued != 1 || v.FinishedAt != nil {
+	if v.Status != spec.BatchCancelled || v.Running != 1 || v.Cancelled != 2 || v.Queued != 1 || v.FinishedAt != nil {
 		t.Fatalf("after cancel: %+v", v)
 	}
 	// the rest of the expansion sees the cancel
@@ -167,14 +167,14 @@ func TestCancelBatch(t *testing.T) {
 		t.Fatalf("start of a job of a cancelled batch: %q", st)
 	}
 	s.FinishExpand(ctx, b.ID)
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusRunning || now {
+	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchRunning || now {
 		t.Fatalf("settle with a running job: %s %v", st, now)
 	}
 	if r, _ := s.AcquireSlot(ctx, "acme", ids[0], 1, time.Minute, false); r != SlotTaken {
 		t.Fatal(r)
 	}
 	js.Finish(ctx, ids[0], jobstore.Outcome{Status: spec.StatusSucceeded})
-	if st, now, _ := s.ReleaseSlotAndSettle(ctx, "acme", ids[0], b.ID); st != StatusCancelled || !now {
+	if st, now, _ := s.ReleaseSlotAndSettle(ctx, "acme", ids[0], b.ID); st != spec.BatchCancelled || !now {
 		t.Fatalf("release and settle: %s %v", st, now)
 	}
 	if n, _ := s.RunningBulk(ctx, "acme"); n != 0 {
@@ -195,9 +195,9 @@ func TestCancelBatch(t *testing.T) {
 func TestCrawlDiscovery(t *testing.T) {
 	ctx := context.Background()
 	s, js, _ := newStore(t)
-	b := newBatch(KindCrawl)
+	b := newBatch(spec.BatchKindCrawl)
 	d := 2
-	b.Crawl = &Crawl{StartURL: "http://site.test/", MaxDepth: &d, MaxPages: 4}
+	b.Crawl = &spec.Crawl{StartURL: "http://site.test/", MaxDepth: &d, MaxPages: 4}
 	start, err := s.CreateCrawl(ctx, b)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestCrawlDiscovery(t *testing.T) {
 	if p, _ := s.DiscoveryPending(ctx, start); !p {
 		t.Fatal("discovery of the start page should be pending")
 	}
-	if st, _, _ := s.Settle(ctx, b.ID); st != StatusRunning {
+	if st, _, _ := s.Settle(ctx, b.ID); st != spec.BatchRunning {
 		t.Fatal("a crawl must not complete before its start page's links are followed")
 	}
 	links := []string{"http://site.test/a", "http://site.test/b", "http://site.test/", "http://site.test/a"}
@@ -243,7 +243,7 @@ func TestCrawlDiscovery(t *testing.T) {
 		js.Finish(ctx, id, jobstore.Outcome{Status: spec.StatusFailed}) // failed: nothing to follow
 		checkSum(t, s, b.ID)
 	}
-	if st, now, _ := s.Settle(ctx, b.ID); st != StatusCompleted || !now {
+	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchCompleted || !now {
 		t.Fatalf("settle: %s %v", st, now)
 	}
 	if v := checkSum(t, s, b.ID); v.Total != 4 || v.Succeeded != 2 || v.Failed != 2 {
@@ -319,7 +319,7 @@ func TestSlots(t *testing.T) {
 func TestCountsUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
 	s, js, _ := newStore(t)
-	b := newBatch(KindURLs)
+	b := newBatch(spec.BatchKindURLs)
 	const n = 300
 	urls := make([]string, n)
 	for i := range urls {
@@ -369,7 +369,7 @@ func TestCountsUnderConcurrency(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	v := checkSum(t, s, b.ID)
-	if v.Status != StatusCompleted || v.Succeeded+v.Cancelled != n || reads.Load() < 10 {
+	if v.Status != spec.BatchCompleted || v.Succeeded+v.Cancelled != n || reads.Load() < 10 {
 		t.Fatalf("end: %+v after %d reads", v, reads.Load())
 	}
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/state"
 )
 
 // The pool and the fixture site that the tests share.
@@ -463,8 +462,8 @@ func TestSessionStateRoundTrip(t *testing.T) {
 		t.Fatalf("origins %+v, want %s", st.Origins, ts.URL)
 	}
 	o := st.Origins[0]
-	if len(o.LocalStorage) != 1 || o.LocalStorage[0] != (state.NameValue{Name: "lk", Value: "local value"}) ||
-		len(o.SessionStorage) != 1 || o.SessionStorage[0] != (state.NameValue{Name: "sk", Value: "session value"}) {
+	if len(o.LocalStorage) != 1 || o.LocalStorage[0] != (spec.NameValue{Name: "lk", Value: "local value"}) ||
+		len(o.SessionStorage) != 1 || o.SessionStorage[0] != (spec.NameValue{Name: "sk", Value: "session value"}) {
 		t.Errorf("storage %+v %+v", o.LocalStorage, o.SessionStorage)
 	}
 	if len(o.IndexedDB) != 1 || o.IndexedDB[0].Name != "pf" || o.IndexedDB[0].Version != 3 || len(o.IndexedDB[0].Stores) != 2 {
@@ -478,7 +477,7 @@ func TestSessionStateRoundTrip(t *testing.T) {
 	}
 	// The state survives the JSON of a session store.
 	enc, _ := json.Marshal(st)
-	var restored state.State
+	var restored spec.State
 	if err := json.Unmarshal(enc, &restored); err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +506,7 @@ func TestSessionStateRoundTrip(t *testing.T) {
 			t.Errorf("the restored page lacks %q:\n%s", want, res.HTML)
 		}
 	}
-	if !state.Equal(st, res.State) {
+	if !spec.EqualStates(st, res.State) {
 		a, _ := json.Marshal(st)
 		b, _ := json.Marshal(res.State)
 		t.Errorf("state changed by a round trip:\n%s\n%s", a, b)
@@ -536,7 +535,7 @@ func TestCookieRestoreSkipsRefusedCookies(t *testing.T) {
 	t.Parallel()
 	host := strings.TrimPrefix(ts.URL, "http://")
 	host = host[:strings.LastIndex(host, ":")]
-	st := &state.State{Cookies: []state.Cookie{
+	st := &spec.State{Cookies: []spec.Cookie{
 		{Name: "bad", Value: "x", Domain: host, Path: "/", Expires: -1, SameSite: "None"}, // None needs Secure
 		{Name: "good", Value: "y", Domain: host, Path: "/", Expires: float64(time.Now().Add(time.Hour).Unix()), SameSite: "Lax"},
 	}}

@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/storage"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 //go:embed js/state.js
@@ -84,11 +84,11 @@ func isStateURL(raw string) bool {
 }
 
 // storedOrigins returns the origins of the input state that hold storage.
-func (j *job) storedOrigins() []state.Origin {
+func (j *job) storedOrigins() []spec.OriginState {
 	if j.req.State == nil {
 		return nil
 	}
-	var out []state.Origin
+	var out []spec.OriginState
 	for _, o := range j.req.State.Origins {
 		if len(o.LocalStorage) > 0 || len(o.SessionStorage) > 0 || len(o.IndexedDB) > 0 {
 			out = append(out, o)
@@ -185,8 +185,8 @@ func (j *job) restoreStorage(ctx context.Context) error {
 }
 
 // exportStorage reads the storage of the origin of the current document.
-func (j *job) exportStorage(ctx context.Context) (state.Origin, error) {
-	var o state.Origin
+func (j *job) exportStorage(ctx context.Context) (spec.OriginState, error) {
+	var o spec.OriginState
 	err := j.evaluateInto(ctx, "("+stateJS+").export()", &o)
 	return o, err
 }
@@ -194,8 +194,8 @@ func (j *job) exportStorage(ctx context.Context) (state.Origin, error) {
 // captureState reads the cookies of the job's browser context and the storage
 // of every origin the job touched: the input state's and those of its
 // main-frame documents.
-func (j *job) captureState(ctx context.Context) (*state.State, error) {
-	st := &state.State{}
+func (j *job) captureState(ctx context.Context) (*spec.State, error) {
+	st := &spec.State{}
 	cookies, err := cdp.Call(ctx, j.b.browser, storage.GetCookies, storage.GetCookiesParams{BrowserContextID: j.tab.bctx})
 	if err != nil {
 		return nil, fmt.Errorf("read cookies: %w", err)
@@ -205,13 +205,13 @@ func (j *job) captureState(ctx context.Context) (*state.State, error) {
 		if c.Session || expires <= 0 {
 			expires = -1
 		}
-		st.Cookies = append(st.Cookies, state.Cookie{
+		st.Cookies = append(st.Cookies, spec.Cookie{
 			Name: c.Name, Value: c.Value, Domain: c.Domain, Path: c.Path, Expires: expires,
 			HTTPOnly: c.HTTPOnly, Secure: c.Secure, SameSite: string(c.SameSite),
 		})
 	}
 
-	input := map[string]state.Origin{}
+	input := map[string]spec.OriginState{}
 	var origins []string
 	if j.req.State != nil {
 		for _, o := range j.req.State.Origins {
@@ -258,9 +258,9 @@ func (j *job) captureState(ctx context.Context) (*state.State, error) {
 }
 
 // exportOrigin opens origin in the tab and reads its storage.
-func (j *job) exportOrigin(ctx context.Context, origin string) (state.Origin, error) {
+func (j *job) exportOrigin(ctx context.Context, origin string) (spec.OriginState, error) {
 	if err := j.openOrigin(ctx, origin); err != nil {
-		return state.Origin{}, err
+		return spec.OriginState{}, err
 	}
 	return j.exportStorage(ctx)
 }

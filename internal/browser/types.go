@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/state"
 )
 
 // Identity is the browser identity a job runs with. Empty fields keep
@@ -29,7 +28,7 @@ type Request struct {
 	// Screenshot asks for a full-page PNG of the final page.
 	Screenshot bool
 	// State is restored before the page navigates (nil: a clean context).
-	State *state.State
+	State *spec.State
 	// CaptureState asks for the state after the job in Result.State.
 	CaptureState bool
 	// Identity is applied before the navigation (nil: Chrome's defaults).
@@ -74,5 +73,5 @@ type Result struct {
 	Actions []ActionResult
 	// State is the session state after the job when Request.CaptureState
 	// (also when an action failed).
-	State *state.State
+	State *spec.State
 }

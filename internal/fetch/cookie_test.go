@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // cookieLog records the Cookie header each path received.
@@ -33,7 +33,7 @@ func (l *cookieLog) get(path string) string {
 	return l.got[path]
 }
 
-func find(cs []state.Cookie, name string) *state.Cookie {
+func find(cs []spec.Cookie, name string) *spec.Cookie {
 	for i := range cs {
 		if cs[i].Name == name {
 			return &cs[i]
@@ -56,7 +56,7 @@ func TestCookiesAcrossRedirects(t *testing.T) {
 			http.Redirect(w, r, "/final", http.StatusSeeOther)
 		}
 	})
-	in := []state.Cookie{{Name: "s", Value: "0", Domain: "127.0.0.1", Path: "/", Expires: -1}}
+	in := []spec.Cookie{{Name: "s", Value: "0", Domain: "127.0.0.1", Path: "/", Expires: -1}}
 	c := newClient(t, Config{})
 	resp, err := c.Do(context.Background(), Request{URL: s.URL + "/login", Cookies: in})
 	if err != nil {
@@ -275,7 +275,7 @@ func TestCookieExpiry(t *testing.T) {
 		}
 	})
 	now := float64(time.Now().Unix())
-	in := []state.Cookie{
+	in := []spec.Cookie{
 		{Name: "gone", Value: "1", Domain: "127.0.0.1", Path: "/", Expires: now + 3600},
 		{Name: "old", Value: "1", Domain: "127.0.0.1", Path: "/", Expires: -1},
 		{Name: "neg", Value: "1", Domain: "127.0.0.1", Path: "/", Expires: -1},
@@ -300,7 +300,7 @@ func TestCookieExpiry(t *testing.T) {
 	}
 
 	// An expired input cookie is neither sent nor kept: a change.
-	expired := append([]state.Cookie{{Name: "stale", Value: "1", Domain: "127.0.0.1", Path: "/", Expires: now - 10}}, resp.Cookies...)
+	expired := append([]spec.Cookie{{Name: "stale", Value: "1", Domain: "127.0.0.1", Path: "/", Expires: now - 10}}, resp.Cookies...)
 	resp, err = c.Do(context.Background(), Request{URL: s.URL + "/echo", Cookies: expired})
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func TestCookieExpiry(t *testing.T) {
 	}
 
 	// Cookies of other sites pass through untouched.
-	foreign := []state.Cookie{{Name: "x", Value: "1", Domain: ".example.com", Path: "/", Expires: now + 999, SameSite: "Strict"}}
+	foreign := []spec.Cookie{{Name: "x", Value: "1", Domain: ".example.com", Path: "/", Expires: now + 999, SameSite: "Strict"}}
 	resp, err = c.Do(context.Background(), Request{URL: s.URL + "/none", Cookies: foreign})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/state"
 )
 
 // Defaults of Config.
@@ -90,7 +89,7 @@ type Request struct {
 	// ignored.
 	Headers map[string]string
 	// Cookies is the session's cookie jar.
-	Cookies []state.Cookie
+	Cookies []spec.Cookie
 	// Timeout bounds the whole fetch, redirects and body included
 	// (default 30 s).
 	Timeout time.Duration
@@ -113,7 +112,7 @@ type Response struct {
 	ContentType string
 	// Cookies is the session's jar after the fetch: the input updated with
 	// every Set-Cookie seen (redirects included), expired ones removed.
-	Cookies []state.Cookie
+	Cookies []spec.Cookie
 	// CookiesChanged reports whether Cookies differs from the input.
 	CookiesChanged bool
 }
@@ -186,7 +185,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		out.URL = req.URL
 		out.FinalURL = cur.String()
 		out.Cookies = jar.export(time.Now())
-		out.CookiesChanged = !state.Equal(&state.State{Cookies: req.Cookies}, &state.State{Cookies: out.Cookies})
+		out.CookiesChanged = !spec.EqualStates(&spec.State{Cookies: req.Cookies}, &spec.State{Cookies: out.Cookies})
 		return out, nil
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // maxCookieAge caps a cookie's lifetime as browsers do (RFC 6265bis).
@@ -30,14 +30,14 @@ type jar struct {
 }
 
 type entry struct {
-	c        state.Cookie // exported as is; parsed fields below
-	domain   string       // lower-case, no leading dot
+	c        spec.Cookie // exported as is; parsed fields below
+	domain   string      // lower-case, no leading dot
 	hostOnly bool
 	path     string
 	seq      int // creation order
 }
 
-func newJar(in []state.Cookie) *jar {
+func newJar(in []spec.Cookie) *jar {
 	j := &jar{}
 	for _, c := range in {
 		d := strings.ToLower(c.Domain)
@@ -242,7 +242,7 @@ func (j *jar) set(u *url.URL, sc *http.Cookie, now time.Time) {
 	if !hostOnly {
 		exportDomain = "." + domain
 	}
-	c := state.Cookie{
+	c := spec.Cookie{
 		Name: sc.Name, Value: value, Domain: exportDomain, Path: path, Expires: expires,
 		HTTPOnly: sc.HttpOnly, Secure: sc.Secure, SameSite: sameSite,
 	}
@@ -269,8 +269,8 @@ func isPublicSuffix(d string) bool {
 }
 
 // export returns the jar's cookies, expired ones dropped, in creation order.
-func (j *jar) export(now time.Time) []state.Cookie {
-	out := make([]state.Cookie, 0, len(j.entries))
+func (j *jar) export(now time.Time) []spec.Cookie {
+	out := make([]spec.Cookie, 0, len(j.entries))
 	for _, e := range j.entries {
 		if !e.expired(now) {
 			out = append(out, e.c)

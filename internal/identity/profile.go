@@ -29,31 +29,12 @@ const (
 	MaxHeight         = 2160
 )
 
-// Profile is one identity profile, the object of /v1/identities/{name}.
-// Empty fields keep the defaults of the browser (or of plain fetches).
-type Profile struct {
-	Name      string `json:"name"`
-	UserAgent string `json:"user_agent"`
-	// Locale is a BCP 47 tag such as "de-DE": navigator.language and Intl.
-	Locale string `json:"locale"`
-	// Timezone is an IANA zone such as "Europe/Berlin".
-	Timezone string `json:"timezone"`
-	// AcceptLanguage is the Accept-Language header; Normalize derives it
-	// from Locale when empty ("de-DE" gives "de-DE,de;q=0.9").
-	AcceptLanguage string `json:"accept_language"`
-	// Viewport is the window size in CSS pixels (nil: the browser's).
-	Viewport *Viewport `json:"viewport"`
-	// Headers are extra request headers sent with every request.
-	Headers   map[string]string `json:"headers"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-}
+// Profile is one identity profile, the object of /v1/identities/{name}
+// (the wire type; validation and normalisation are here).
+type Profile = spec.Identity
 
 // Viewport is a window size in CSS pixels.
-type Viewport struct {
-	Width  int `json:"width"`
-	Height int `json:"height"`
-}
+type Viewport = spec.Viewport
 
 // forbiddenHeaders may not be set as extra headers: connection-level and
 // framing headers, Host, Cookie (sessions own cookies), and the headers the
@@ -109,8 +90,8 @@ func parseLocale(s string) (language.Tag, error) {
 	return t, nil
 }
 
-// Validate checks every field and names each invalid one by its JSON path.
-func (p *Profile) Validate() []spec.FieldError {
+// Validate checks every field of p and names each invalid one by its JSON path.
+func Validate(p *Profile) []spec.FieldError {
 	var errs []spec.FieldError
 	add := func(f, m string) { errs = append(errs, spec.FieldError{Field: f, Message: m}) }
 	if !spec.ValidName(p.Name) {
@@ -179,10 +160,10 @@ func (p *Profile) Validate() []spec.FieldError {
 	return errs
 }
 
-// Normalize puts a valid profile in canonical form: the locale's canonical
+// Normalize puts a valid profile p in canonical form: the locale's canonical
 // tag, Accept-Language derived from it when empty, canonical header names,
 // an empty (not nil) header map.
-func (p *Profile) Normalize() {
+func Normalize(p *Profile) {
 	if t, err := parseLocale(p.Locale); err == nil {
 		p.Locale = t.String()
 		if p.AcceptLanguage == "" {
@@ -259,7 +240,7 @@ func printable(s string) bool {
 
 // RequestHeaders are the headers a plain fetch sends for p: User-Agent and
 // Accept-Language when set, and the extra headers. A nil profile has none.
-func (p *Profile) RequestHeaders() map[string]string {
+func RequestHeaders(p *Profile) map[string]string {
 	if p == nil {
 		return nil
 	}

@@ -13,7 +13,7 @@ import (
 
 func fields(p identity.Profile) []string {
 	var out []string
-	for _, e := range p.Validate() {
+	for _, e := range identity.Validate(&p) {
 		out = append(out, e.Field)
 	}
 	sort.Strings(out)
@@ -85,7 +85,7 @@ func TestValidate(t *testing.T) {
 			}
 			tt.change(&p)
 			if got := fields(p); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("invalid fields %v, want %v (%v)", got, tt.want, p.Validate())
+				t.Errorf("invalid fields %v, want %v (%v)", got, tt.want, identity.Validate(&p))
 			}
 		})
 	}
@@ -93,15 +93,15 @@ func TestValidate(t *testing.T) {
 
 func TestNormalize(t *testing.T) {
 	p := identity.Profile{Name: "x", Locale: "de-de", Headers: map[string]string{"x-team": " blue "}}
-	if errs := p.Validate(); len(errs) > 0 {
+	if errs := identity.Validate(&p); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	p.Normalize()
+	identity.Normalize(&p)
 	if p.Locale != "de-DE" || p.AcceptLanguage != "de-DE,de;q=0.9" || !reflect.DeepEqual(p.Headers, map[string]string{"X-Team": "blue"}) {
 		t.Errorf("normalized: %+v", p)
 	}
 	q := identity.Profile{Name: "x", Locale: "fr-CA", AcceptLanguage: "fr-CA,en;q=0.5"}
-	q.Normalize()
+	identity.Normalize(&q)
 	if q.AcceptLanguage != "fr-CA,en;q=0.5" || q.Headers == nil {
 		t.Errorf("kept accept_language: %+v", q)
 	}
@@ -114,12 +114,12 @@ func TestNormalize(t *testing.T) {
 
 func TestRequestHeaders(t *testing.T) {
 	var none *identity.Profile
-	if none.RequestHeaders() != nil {
+	if identity.RequestHeaders(none) != nil {
 		t.Error("nil profile has headers")
 	}
 	p := &identity.Profile{UserAgent: "UA/1", AcceptLanguage: "de-DE,de;q=0.9", Headers: map[string]string{"X-A": "1"}}
 	want := map[string]string{"User-Agent": "UA/1", "Accept-Language": "de-DE,de;q=0.9", "X-A": "1"}
-	if got := p.RequestHeaders(); !reflect.DeepEqual(got, want) {
+	if got := identity.RequestHeaders(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("headers %v, want %v", got, want)
 	}
 }

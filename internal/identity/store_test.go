@@ -122,11 +122,11 @@ func ExampleStore() {
 	// A store on a go-redis client; the API validates and normalizes a
 	// profile before it puts it.
 	p := identity.Profile{Name: "de-desktop", Locale: "de-DE", Timezone: "Europe/Berlin"}
-	if errs := p.Validate(); len(errs) > 0 {
+	if errs := identity.Validate(&p); len(errs) > 0 {
 		fmt.Println(errs)
 		return
 	}
-	p.Normalize()
+	identity.Normalize(&p)
 	fmt.Println(p.Locale, p.AcceptLanguage)
 	// Output: de-DE de-DE,de;q=0.9
 }

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Format header of an encoded state: the high nibble is the format version,
@@ -33,7 +33,7 @@ const (
 // state, gzip-compressed when larger than 1 KiB, sealed with AES-256-GCM
 // when key is set (aad, the session's identity, is bound to the blob), behind
 // a one-byte format header. st is not modified.
-func EncodeState(st *state.State, key []byte, aad string) ([]byte, error) {
+func EncodeState(st *spec.State, key []byte, aad string) ([]byte, error) {
 	raw, err := normalizedJSON(st)
 	if err != nil {
 		return nil, err
@@ -41,8 +41,8 @@ func EncodeState(st *state.State, key []byte, aad string) ([]byte, error) {
 	return encodeJSON(raw, key, aad)
 }
 
-func normalizedJSON(st *state.State) ([]byte, error) {
-	c := state.Clone(st)
+func normalizedJSON(st *spec.State) ([]byte, error) {
+	c := spec.CloneState(st)
 	c.Normalize()
 	raw, err := json.Marshal(c)
 	if err != nil {
@@ -89,7 +89,7 @@ func encodeJSON(raw []byte, key []byte, aad string) ([]byte, error) {
 // DecodeState decodes a blob written by EncodeState. key must be the key it
 // was sealed with (a plaintext blob decodes with or without a key) and aad
 // the same session identity. It never panics; every failure wraps ErrCorrupt.
-func DecodeState(b []byte, key []byte, aad string) (*state.State, error) {
+func DecodeState(b []byte, key []byte, aad string) (*spec.State, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
@@ -128,7 +128,7 @@ func DecodeState(b []byte, key []byte, aad string) (*state.State, error) {
 		}
 		payload = raw
 	}
-	st := &state.State{}
+	st := &spec.State{}
 	if err := json.Unmarshal(payload, st); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 var fuzzKey = bytes.Repeat([]byte{0x42}, 32)
@@ -15,7 +15,7 @@ const fuzzAAD = "s:acme:fuzz"
 func TestEncodeDecode(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		st     *state.State
+		st     *spec.State
 		key    []byte
 		header byte
 	}{
@@ -37,7 +37,7 @@ func TestEncodeDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !state.Equal(got, tc.st) {
+			if !spec.EqualStates(got, tc.st) {
 				t.Errorf("round trip: got %+v", got)
 			}
 			if tc.key == nil {
@@ -89,7 +89,7 @@ func TestDecodeRejects(t *testing.T) {
 // key: it must never panic, and what it accepts must encode and decode again
 // to the same state.
 func FuzzDecodeState(f *testing.F) {
-	for _, st := range []*state.State{nil, richState(), bigState(2 << 10)} {
+	for _, st := range []*spec.State{nil, richState(), bigState(2 << 10)} {
 		for _, key := range [][]byte{nil, fuzzKey} {
 			b, err := EncodeState(st, key, fuzzAAD)
 			if err != nil {
@@ -120,7 +120,7 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode of re-encoded state: %v", err)
 		}
-		if !state.Equal(st, back) {
+		if !spec.EqualStates(st, back) {
 			t.Fatalf("re-encoding changed the state")
 		}
 	})

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pagefleet/pagefleet/internal/session"
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,7 +36,7 @@ func ExampleStore_Acquire() {
 	isTerminal := func(ctx context.Context, jobID string) (bool, error) {
 		return false, nil // look the job record up: finished or gone → true
 	}
-	run := func(ctx context.Context, st *state.State) (*state.State, error) { return st, nil }
+	run := func(ctx context.Context, st *spec.State) (*spec.State, error) { return st, nil }
 
 	firstBusy := time.Now() // kept with the task since its first busy attempt
 	lease, err := store.Acquire(ctx, "acme", "user-session", "job_1", isTerminal)
@@ -50,7 +50,7 @@ func ExampleStore_Acquire() {
 	jobCtx, stop := store.Hold(ctx, lease)
 	st, _, err := store.Load(jobCtx, "acme", "user-session")
 	if errors.Is(err, session.ErrNotFound) {
-		st = &state.State{} // the first job of a session creates it
+		st = &spec.State{} // the first job of a session creates it
 	}
 	out, err := run(jobCtx, st)
 	if err == nil && jobCtx.Err() == nil {

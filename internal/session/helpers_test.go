@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pagefleet/pagefleet/internal/redistest"
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -51,8 +51,8 @@ func (j *jobSet) isTerminal(_ context.Context, id string) (bool, error) {
 	return j.done[id], nil
 }
 
-func cookieState(name, value string) *state.State {
-	return &state.State{Cookies: []state.Cookie{{Name: name, Value: value, Domain: "example.com", Path: "/", Expires: -1}}}
+func cookieState(name, value string) *spec.State {
+	return &spec.State{Cookies: []spec.Cookie{{Name: name, Value: value, Domain: "example.com", Path: "/", Expires: -1}}}
 }
 
 func appendJobs(t *testing.T, s *Store, tenant, sid string, ids ...string) {

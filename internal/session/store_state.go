@@ -13,24 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/redis/go-redis/v9"
 )
 
-// Meta describes a stored session, as GET /v1/sessions/{id} shows it.
-type Meta struct {
-	ID         string    `json:"id"`
-	CreatedAt  time.Time `json:"created_at"`
-	LastUsedAt time.Time `json:"last_used_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	// Version starts at 1 when the session is created and grows by one with
-	// every save that changed its content.
-	Version int64    `json:"version"`
-	Cookies int      `json:"cookies"`
-	Origins []string `json:"origins"`
-	// Bytes is the encoded (stored) size of the state.
-	Bytes int `json:"bytes"`
-}
+// Meta describes a stored session, as GET /v1/sessions/{id} shows it
+// (State set only when asked for).
+type Meta = spec.Session
 
 // Save writes st as the session's state under l. It refuses a stale writer
 // (ErrStaleFence: a newer lease exists or the session was deleted since l was
@@ -40,9 +29,9 @@ type Meta struct {
 // bumped, when it differs from the stored state; every save restarts the
 // session's expiry. changed reports whether cookies or storage differ from
 // what was stored (for a new session: whether st holds anything).
-func (s *Store) Save(ctx context.Context, l *Lease, st *state.State) (changed bool, err error) {
+func (s *Store) Save(ctx context.Context, l *Lease, st *spec.State) (changed bool, err error) {
 	k := sessionKeys(l.Tenant, l.SID)
-	norm := state.Clone(st)
+	norm := spec.CloneState(st)
 	norm.Normalize()
 	raw, err := json.Marshal(norm)
 	if err != nil {
@@ -140,7 +129,7 @@ func (s *Store) digest(raw []byte) string {
 // Load returns the session's state and meta; ErrNotFound when there is no
 // such session (a new one). State that cannot be decoded returns an error
 // wrapping ErrCorrupt.
-func (s *Store) Load(ctx context.Context, tenant, sid string) (*state.State, *Meta, error) {
+func (s *Store) Load(ctx context.Context, tenant, sid string) (*spec.State, *Meta, error) {
 	m, st, err := s.Get(ctx, tenant, sid, true)
 	if err != nil {
 		return nil, nil, err
@@ -150,7 +139,7 @@ func (s *Store) Load(ctx context.Context, tenant, sid string) (*state.State, *Me
 
 // Get returns the session's meta, and its state when withState is set;
 // ErrNotFound when there is no such session.
-func (s *Store) Get(ctx context.Context, tenant, sid string, withState bool) (*Meta, *state.State, error) {
+func (s *Store) Get(ctx context.Context, tenant, sid string, withState bool) (*Meta, *spec.State, error) {
 	k := sessionKeys(tenant, sid)
 	var hget *redis.MapStringStringCmd
 	var sget *redis.StringCmd

@@ -12,45 +12,45 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func richState() *state.State {
-	return &state.State{
-		Cookies: []state.Cookie{
+func richState() *spec.State {
+	return &spec.State{
+		Cookies: []spec.Cookie{
 			{Name: "sid", Value: "abc", Domain: "app.example.com", Path: "/", Expires: -1, HTTPOnly: true, Secure: true, SameSite: "Lax"},
 			{Name: "pref", Value: "dark", Domain: "example.com", Path: "/", Expires: 1893456000},
 		},
-		Origins: []state.Origin{{
+		Origins: []spec.OriginState{{
 			Origin:         "https://app.example.com",
-			LocalStorage:   []state.NameValue{{Name: "token", Value: "t0k"}},
-			SessionStorage: []state.NameValue{{Name: "step", Value: "2"}},
-			IndexedDB: []state.Database{{Name: "db", Version: 3, Stores: []state.ObjectStore{{
+			LocalStorage:   []spec.NameValue{{Name: "token", Value: "t0k"}},
+			SessionStorage: []spec.NameValue{{Name: "step", Value: "2"}},
+			IndexedDB: []spec.IDBDatabase{{Name: "db", Version: 3, Stores: []spec.IDBObjectStore{{
 				Name: "orders", KeyPath: json.RawMessage(`"id"`),
-				Records: []state.Record{{Value: json.RawMessage(`{"id":1,"status":"shipped"}`)}},
+				Records: []spec.IDBRecord{{Value: json.RawMessage(`{"id":1,"status":"shipped"}`)}},
 			}}}},
 		}},
 	}
 }
 
 // bigState is a state whose JSON is about n bytes and compresses well.
-func bigState(n int) *state.State {
-	st := &state.State{}
+func bigState(n int) *spec.State {
+	st := &spec.State{}
 	for i := 0; i*40 < n; i++ {
-		st.Cookies = append(st.Cookies, state.Cookie{Name: fmt.Sprintf("c%04d", i), Value: "value", Domain: "example.com", Path: "/", Expires: -1})
+		st.Cookies = append(st.Cookies, spec.Cookie{Name: fmt.Sprintf("c%04d", i), Value: "value", Domain: "example.com", Path: "/", Expires: -1})
 	}
 	return st
 }
 
 // noiseState is a state of about n bytes that does not compress.
-func noiseState(n int) *state.State {
+func noiseState(n int) *spec.State {
 	b := make([]byte, n/2)
 	_, _ = rand.Read(b)
 	return cookieState("noise", hex.EncodeToString(b))
 }
 
-func saveAs(t *testing.T, s *Store, tenant, sid, job string, st *state.State) bool {
+func saveAs(t *testing.T, s *Store, tenant, sid, job string, st *spec.State) bool {
 	t.Helper()
 	ctx := context.Background()
 	appendJobs(t, s, tenant, sid, job)
@@ -72,7 +72,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		key  []byte
-		st   *state.State
+		st   *spec.State
 		gzip bool
 	}{
 		{"plain", nil, richState(), false},
@@ -91,7 +91,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !state.Equal(st, tc.st) {
+			if !spec.EqualStates(st, tc.st) {
 				t.Fatalf("round trip changed the state:\n got %+v\nwant %+v", st, tc.st)
 			}
 			if m.ID != "rt" || m.Version != 1 || m.Cookies != len(tc.st.Cookies) || m.Bytes == 0 {
@@ -156,7 +156,7 @@ func TestPlaintextStaysReadableWithKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _, err := sealed.Load(context.Background(), "acme", "old")
-	if err != nil || !state.Equal(st, richState()) {
+	if err != nil || !spec.EqualStates(st, richState()) {
 		t.Fatalf("Load of plaintext state with a key = %v", err)
 	}
 }
@@ -183,31 +183,31 @@ func TestChangedAndVersion(t *testing.T) {
 	different := richState()
 	different.Origins[0].LocalStorage[0].Value = "new"
 	withEmptyOrigin := richState()
-	withEmptyOrigin.Origins = append(withEmptyOrigin.Origins, state.Origin{Origin: "https://empty.example"})
+	withEmptyOrigin.Origins = append(withEmptyOrigin.Origins, spec.OriginState{Origin: "https://empty.example"})
 
 	steps := []struct {
 		name    string
-		st      *state.State
+		st      *spec.State
 		changed bool
 		version int64
 	}{
-		{"first save, empty", &state.State{}, false, 1},
+		{"first save, empty", &spec.State{}, false, 1},
 		{"empty again (nil)", nil, false, 1},
 		{"content", richState(), true, 2},
 		{"same content", richState(), false, 2},
 		{"reordered", reordered, false, 2},
 		{"with an empty origin", withEmptyOrigin, false, 2},
 		{"changed storage", different, true, 3},
-		{"cleared", &state.State{}, true, 4},
+		{"cleared", &spec.State{}, true, 4},
 	}
-	var prev *state.State
+	var prev *spec.State
 	for i, step := range steps {
 		changed := saveAs(t, s, "acme", "ver", fmt.Sprintf("j%d", i), step.st)
 		if changed != step.changed {
 			t.Errorf("%s: changed %v, want %v", step.name, changed, step.changed)
 		}
-		if i > 0 && changed == state.Equal(prev, step.st) {
-			t.Errorf("%s: changed %v disagrees with state.Equal", step.name, changed)
+		if i > 0 && changed == spec.EqualStates(prev, step.st) {
+			t.Errorf("%s: changed %v disagrees with spec.EqualStates", step.name, changed)
 		}
 		prev = step.st
 		m, _, err := s.Get(ctx, "acme", "ver", false)
@@ -310,7 +310,7 @@ func TestSizeCapKeepsLastGoodState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !state.Equal(st, bigState(16<<10)) || m.Version != 2 {
+	if !spec.EqualStates(st, bigState(16<<10)) || m.Version != 2 {
 		t.Fatalf("state after a refused save: version %d, %d cookies", m.Version, len(st.Cookies))
 	}
 }

@@ -217,7 +217,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
 	last := ok && retried >= maxRetry
-	a := &Attempt{Event: p.Type, WebhookID: p.WebhookID, Attempt: retried + 1}
+	a := &spec.Delivery{Event: p.Type, WebhookID: p.WebhookID, Attempt: retried + 1}
 
 	ten := d.cfg.Tenants.Get(p.Tenant)
 	if ten == nil {
@@ -236,7 +236,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
-	if !errors.Is(err, ErrInvalidSecret) {
+	if !errors.Is(err, spec.ErrWebhookSecret) {
 		d.seconds.Observe(took.Seconds())
 	}
 	var (
@@ -244,7 +244,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		result  error
 	)
 	switch {
-	case errors.Is(err, ErrInvalidSecret):
+	case errors.Is(err, spec.ErrWebhookSecret):
 		a.Error = ErrorInvalidSecret
 		outcome, result = OutcomeRetry, &retryError{code: ErrorInvalidSecret}
 		log.Error("tenant webhook_secret is not whsec_<base64>; delivery held back")
@@ -301,16 +301,16 @@ func (d *Deliverer) send(ctx context.Context, p *DeliverPayload, secret string, 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
-	req.Header.Set(HeaderID, p.WebhookID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
+	req.Header.Set(spec.WebhookIDHeader, p.WebhookID)
+	req.Header.Set(spec.WebhookTimestampHeader, strconv.FormatInt(at.Unix(), 10))
 	if secret == "" {
 		log.Warn("tenant has no webhook_secret; delivering unsigned")
 	} else {
-		sig, err := Sign(secret, p.WebhookID, at, p.Body)
+		sig, err := spec.SignWebhook(secret, p.WebhookID, at, p.Body)
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set(HeaderSignature, sig)
+		req.Header.Set(spec.WebhookSignatureHeader, sig)
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {

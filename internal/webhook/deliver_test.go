@@ -66,7 +66,7 @@ func TestDeliveryVerifiedByReferenceLibrary(t *testing.T) {
 
 	jobLog := e.waitLog(t, "job_1", 1, 10*time.Second)
 	batLog := e.waitLog(t, "bat_1", 1, 10*time.Second)
-	for _, a := range []Attempt{jobLog[0], batLog[0]} {
+	for _, a := range []spec.Delivery{jobLog[0], batLog[0]} {
 		if a.StatusCode != http.StatusNoContent || a.Error != "" || a.Attempt != 1 || !strings.HasPrefix(a.WebhookID, "msg_") {
 			t.Fatalf("attempt %+v", a)
 		}
@@ -91,11 +91,11 @@ func TestDeliveryVerifiedByReferenceLibrary(t *testing.T) {
 		if got := h.header.Get("User-Agent"); got != UserAgent {
 			t.Errorf("User-Agent %q", got)
 		}
-		ts, _ := strconv.ParseInt(h.header.Get(HeaderTimestamp), 10, 64)
+		ts, _ := strconv.ParseInt(h.header.Get(spec.WebhookTimestampHeader), 10, 64)
 		if d := time.Since(time.Unix(ts, 0)); d < -2*time.Second || d > 10*time.Second {
 			t.Errorf("webhook-timestamp %d is %v off", ts, d)
 		}
-		if err := Verify(e.secret, h.header, h.body); err != nil {
+		if err := spec.VerifyWebhook(e.secret, h.header, h.body); err != nil {
 			t.Errorf("Verify: %v", err)
 		}
 		var ev struct {
@@ -114,8 +114,8 @@ func TestDeliveryVerifiedByReferenceLibrary(t *testing.T) {
 		switch ev.Type {
 		case spec.EventJobSucceeded:
 			want, _ = json.Marshal(job)
-			if h.header.Get(HeaderID) != jobLog[0].WebhookID {
-				t.Errorf("webhook-id %q, logged %q", h.header.Get(HeaderID), jobLog[0].WebhookID)
+			if h.header.Get(spec.WebhookIDHeader) != jobLog[0].WebhookID {
+				t.Errorf("webhook-id %q, logged %q", h.header.Get(spec.WebhookIDHeader), jobLog[0].WebhookID)
 			}
 		case spec.EventBatchCompleted:
 			want, _ = json.Marshal(batch)
@@ -147,7 +147,7 @@ func TestDeliveryUnsignedWithoutSecret(t *testing.T) {
 		t.Fatalf("attempt %+v", log[0])
 	}
 	h := rc.got()[0]
-	if h.header.Get(HeaderSignature) != "" || h.header.Get(HeaderID) != log[0].WebhookID || h.header.Get(HeaderTimestamp) == "" {
+	if h.header.Get(spec.WebhookSignatureHeader) != "" || h.header.Get(spec.WebhookIDHeader) != log[0].WebhookID || h.header.Get(spec.WebhookTimestampHeader) == "" {
 		t.Fatalf("headers %v", h.header)
 	}
 	if string(h.body) == "" || !strings.Contains(string(h.body), `"metadata":{}`) {
@@ -185,8 +185,8 @@ func TestRetryKeepsWebhookID(t *testing.T) {
 		t.Fatalf("receiver got %d requests", len(hits))
 	}
 	for i, h := range hits {
-		if h.header.Get(HeaderID) != log[0].WebhookID {
-			t.Errorf("request %d webhook-id %q, want %q", i, h.header.Get(HeaderID), log[0].WebhookID)
+		if h.header.Get(spec.WebhookIDHeader) != log[0].WebhookID {
+			t.Errorf("request %d webhook-id %q, want %q", i, h.header.Get(spec.WebhookIDHeader), log[0].WebhookID)
 		}
 		if string(h.body) != string(hits[0].body) {
 			t.Errorf("request %d body differs", i)

@@ -13,6 +13,6 @@
 // asks so with Retry-After. Every attempt is appended to the delivery log of
 // the job or batch it belongs to, which [Deliveries] reads.
 //
-// [Sign] and [Verify] implement the signature scheme for receivers and the
+// [spec.SignWebhook] and [spec.VerifyWebhook] implement the signature scheme for receivers and the
 // Go client; they interoperate with the Standard Webhooks reference library.
 package webhook

@@ -30,15 +30,6 @@ var DefaultSchedule = []time.Duration{
 	time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 8 * time.Hour,
 }
 
-// Event is what is delivered, the body of every attempt:
-// {"type","timestamp","data":{…job or batch object…},"metadata":{…}}.
-type Event struct {
-	Type      string          `json:"type"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-	Metadata  json.RawMessage `json:"metadata"`
-}
-
 // DeliverPayload is the payload of a webhook:deliver task, one task per
 // event. The webhook-id is fixed when the event is created and kept across
 // retries.
@@ -125,7 +116,7 @@ func NewEvent(eventType string, ts time.Time, data any, metadata json.RawMessage
 	if len(metadata) == 0 {
 		metadata = json.RawMessage("{}")
 	}
-	return json.Marshal(Event{Type: eventType, Timestamp: ts.UTC(), Data: d, Metadata: metadata})
+	return json.Marshal(spec.Event{Type: eventType, Timestamp: ts.UTC(), Data: d, Metadata: metadata})
 }
 
 // Enqueue delivers event eventType about owner (a job or batch id of

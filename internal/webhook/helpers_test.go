@@ -23,6 +23,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 const (
@@ -45,7 +46,7 @@ type env struct {
 func newSecret() string {
 	k := make([]byte, 32)
 	_, _ = rand.Read(k)
-	return SecretPrefix + base64.StdEncoding.EncodeToString(k)
+	return spec.WebhookSecretPrefix + base64.StdEncoding.EncodeToString(k)
 }
 
 // newEnv starts everything for one test; cfg fields left zero get test
@@ -156,9 +157,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // waitLog waits until owner's delivery log has n attempts and returns it.
-func (e *env) waitLog(t *testing.T, owner string, n int, timeout time.Duration) []Attempt {
+func (e *env) waitLog(t *testing.T, owner string, n int, timeout time.Duration) []spec.Delivery {
 	t.Helper()
-	var log []Attempt
+	var log []spec.Delivery
 	waitFor(t, timeout, "delivery log", func() bool {
 		var err error
 		log, err = Deliveries(context.Background(), e.rdb, owner)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -13,18 +14,7 @@ import (
 // first.
 const MaxLogEntries = 10000
 
-// Attempt is one delivery attempt, an entry of GET /v1/jobs/{id}/deliveries.
-type Attempt struct {
-	Event      string    `json:"event"`
-	WebhookID  string    `json:"webhook_id"`
-	Attempt    int       `json:"attempt"`
-	At         time.Time `json:"at"`
-	StatusCode int       `json:"status_code"`
-	Error      string    `json:"error,omitempty"`
-	DurationMs int64     `json:"duration_ms"`
-}
-
-// Errors recorded in [Attempt].Error. Connection failures record the egress
+// Errors recorded in [spec.Delivery].Error. Connection failures record the egress
 // codes (dns_failure, connection_refused, connection_failed, tls_failure).
 const (
 	ErrorBlockedAddress = "blocked_address"
@@ -36,7 +26,7 @@ const (
 func logKey(owner string) string { return "{pf}:deliveries:" + owner }
 
 // record appends a to owner's log and restarts its expiry.
-func record(ctx context.Context, rdb redis.UniversalClient, owner string, a *Attempt, ttl time.Duration) error {
+func record(ctx context.Context, rdb redis.UniversalClient, owner string, a *spec.Delivery, ttl time.Duration) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -53,14 +43,14 @@ func record(ctx context.Context, rdb redis.UniversalClient, owner string, a *Att
 
 // Deliveries returns the delivery attempts of a job or batch id, oldest
 // first (an empty list when there were none or the log expired).
-func Deliveries(ctx context.Context, rdb redis.UniversalClient, owner string) ([]Attempt, error) {
+func Deliveries(ctx context.Context, rdb redis.UniversalClient, owner string) ([]spec.Delivery, error) {
 	raw, err := rdb.LRange(ctx, logKey(owner), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("deliveries of %s: %w", owner, err)
 	}
-	out := make([]Attempt, 0, len(raw))
+	out := make([]spec.Delivery, 0, len(raw))
 	for _, s := range raw {
-		var a Attempt
+		var a spec.Delivery
 		if err := json.Unmarshal([]byte(s), &a); err != nil {
 			return nil, fmt.Errorf("deliveries of %s: %w", owner, err)
 		}

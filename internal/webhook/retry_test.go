@@ -13,6 +13,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 func TestRetryDelay(t *testing.T) {
@@ -118,7 +119,7 @@ func TestNewDeliverTask(t *testing.T) {
 			t.Errorf("NewDeliverTask(%+v) = %v", bad, err)
 		}
 	}
-	var ev Event
+	var ev spec.Event
 	if err := json.Unmarshal(body, &ev); err != nil || ev.Type != "job.succeeded" || string(ev.Metadata) != "{}" || string(ev.Data) != `{"id":"job_1"}` {
 		t.Fatalf("event %s: %v", body, err)
 	}

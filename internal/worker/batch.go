@@ -152,7 +152,7 @@ func (b *Bulk) conf(ctx context.Context, id string) (*batchConf, error) {
 	}
 	c = &batchConf{meta: m, robots: map[string]*batch.Robots{}}
 	if m.Crawl != nil {
-		if c.filter, err = m.Crawl.Filter(); err != nil {
+		if c.filter, err = batch.NewFilter(m.Crawl); err != nil {
 			return nil, err
 		}
 	}
@@ -294,7 +294,7 @@ func (b *Bulk) settle(ctx context.Context, id string, redelivery bool) {
 // saw it ended during a redelivery, whose first run may have died before
 // sending it (the event is deduplicated).
 func (b *Bulk) ended(ctx context.Context, id, st string, now, redelivery bool) {
-	if st == batch.StatusRunning || (!now && !redelivery) {
+	if st == spec.BatchRunning || (!now && !redelivery) {
 		return
 	}
 	if now {

@@ -28,7 +28,6 @@ import (
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
-	"github.com/pagefleet/pagefleet/pkg/state"
 )
 
 // ErrSessionBusy is returned to asynq when it is not the job's turn on its
@@ -434,7 +433,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		w.touchSession(ctx, lease)
 		return runOutcome{err: ierr}
 	}
-	var prev *state.State
+	var prev *spec.State
 	if lease != nil {
 		st, _, err := w.Sessions.Load(ctx, p.Tenant, lease.SID)
 		switch {
@@ -451,7 +450,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 
 	res := &spec.Result{URL: req.URL}
 	var html string
-	var next *state.State
+	var next *spec.State
 	var jerr *spec.Error
 	if req.Rendered(p.Kind) {
 		shot := req.Wants(spec.OutScreenshot)
@@ -480,7 +479,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 			return runOutcome{err: jerr}
 		}
 	} else {
-		freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: ident.RequestHeaders()}
+		freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident)}
 		if prev != nil {
 			freq.Cookies = prev.Cookies
 		}
@@ -492,7 +491,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
 		html = fr.Body
 		if lease != nil {
-			next = state.Clone(prev)
+			next = spec.CloneState(prev)
 			next.Cookies = fr.Cookies
 		}
 	}

@@ -9,76 +9,35 @@ import (
 	"iter"
 	"net/http"
 	"time"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Batch statuses.
 const (
-	BatchRunning   = "running"
-	BatchCompleted = "completed"
-	BatchCancelled = "cancelled"
+	BatchRunning   = spec.BatchRunning
+	BatchCompleted = spec.BatchCompleted
+	BatchCancelled = spec.BatchCancelled
 )
 
 // Batch kinds.
 const (
-	BatchKindURLs  = "urls"
-	BatchKindCrawl = "crawl"
+	BatchKindURLs  = spec.BatchKindURLs
+	BatchKindCrawl = spec.BatchKindCrawl
 )
 
-// BatchRequest is the body of CreateBatch: a list of URLs (at most 100 000,
-// or the tenant's batch size) or a crawl, each page fetched with the
-// template's settings.
-type BatchRequest struct {
-	URLs  []string `json:"urls,omitempty"`
-	Crawl *Crawl   `json:"crawl,omitempty"`
-	// Template holds the fetch fields every job of the batch uses. Its URL,
-	// Session and Webhook must be left empty: each job takes its URL from
-	// the batch, batch jobs run in parallel, and the batch has its own
-	// webhook.
-	Template *Request `json:"template,omitempty"`
-	// Webhook receives batch.page for each job and batch.completed.
-	Webhook *WebhookConfig `json:"webhook,omitempty"`
-}
-
-// Crawl discovers the pages of a batch by following links from StartURL
-// (depth 0), each normalised URL once.
-type Crawl struct {
-	StartURL string `json:"start_url"`
-	// MaxDepth is how many links away from the start page the crawl goes:
-	// 0 fetches the start page only; nil takes the default (3).
-	MaxDepth *int `json:"max_depth,omitempty"`
-	// MaxPages bounds the pages, the start page included (default 1000).
-	MaxPages int `json:"max_pages,omitempty"`
-	// Include: when given, a URL's path must match one of these regular
-	// expressions; Exclude: it must match none.
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
-	// SameOrigin keeps the crawl on the start URL's origin (nil: true).
-	SameOrigin *bool `json:"same_origin,omitempty"`
-	// RespectRobotsTxt skips the paths robots.txt disallows for "*".
-	RespectRobotsTxt bool `json:"respect_robots_txt,omitempty"`
-}
-
-// Batch is a batch's progress; the counts add up to Total, which grows while
-// a crawl discovers pages.
-type Batch struct {
-	ID string `json:"id"`
-	// Kind is "urls" or "crawl".
-	Kind       string     `json:"kind"`
-	Status     string     `json:"status"`
-	Total      int        `json:"total"`
-	Queued     int        `json:"queued"`
-	Running    int        `json:"running"`
-	Succeeded  int        `json:"succeeded"`
-	Failed     int        `json:"failed"`
-	Cancelled  int        `json:"cancelled"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	// Crawl is the crawl's settings, defaults filled in (crawls only).
-	Crawl *Crawl `json:"crawl,omitempty"`
-}
-
-// Done reports whether the batch has ended (completed or cancelled).
-func (b *Batch) Done() bool { return b.Status == BatchCompleted || b.Status == BatchCancelled }
+// The batch types are those of package spec.
+type (
+	// BatchRequest is the body of CreateBatch: a list of URLs (at most
+	// 100 000, or the tenant's batch size) or a crawl, each page fetched
+	// with the template's settings.
+	BatchRequest = spec.BatchRequest
+	// Crawl discovers the pages of a batch by following links.
+	Crawl = spec.Crawl
+	// Batch is a batch's progress; the counts add up to Total, which grows
+	// while a crawl discovers pages.
+	Batch = spec.Batch
+)
 
 // CreateBatch submits a batch. The answer holds its id, kind, status
 // "running", the total known so far (1 for a crawl, which grows as it

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Client calls one pagefleet API as one tenant. It is safe for concurrent
@@ -62,10 +64,7 @@ func IdempotencyKey(key string) CallOption { return func(c *call) { c.idempotenc
 
 // Page is one page of a list: pass NextCursor as [ListOptions].Cursor to
 // read the next one; it is empty on the last page.
-type Page[T any] struct {
-	Data       []T    `json:"data"`
-	NextCursor string `json:"next_cursor"`
-}
+type Page[T any] = spec.List[T]
 
 // ListOptions select a page of a list. Zero values take the server's
 // defaults (the first page, 50 items).

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/pkg/client"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // fake serves handler and returns a client of it.
@@ -218,7 +218,7 @@ func TestVerifyWebhook(t *testing.T) {
 	body := `{"type":"job.succeeded","timestamp":"2026-03-01T12:00:00Z","data":{"id":"job_1","kind":"fetch","status":"succeeded","created_at":"2026-03-01T12:00:00Z","attempts":1},"metadata":{"k":"v"}}`
 	deliver := func(body string, sigBody string) *http.Request {
 		now := time.Now()
-		sig, err := webhook.Sign(secret, "msg_1", now, []byte(sigBody))
+		sig, err := spec.SignWebhook(secret, "msg_1", now, []byte(sigBody))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,16 +241,16 @@ func TestVerifyWebhook(t *testing.T) {
 		t.Errorf("the body is not left for the handler: %q", again)
 	}
 	_, err = client.VerifyWebhook(secret, deliver(strings.Replace(body, "succeeded", "failed", 1), body))
-	if !errors.Is(err, webhook.ErrSignatureMismatch) {
+	if !errors.Is(err, spec.ErrWebhookSignature) {
 		t.Errorf("tampered body: %v", err)
 	}
 	_, err = client.VerifyWebhook("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", deliver(body, body))
-	if !errors.Is(err, webhook.ErrSignatureMismatch) {
+	if !errors.Is(err, spec.ErrWebhookSignature) {
 		t.Errorf("other secret: %v", err)
 	}
 	r = deliver(body, body)
 	r.Header.Del("webhook-signature")
-	if _, err := client.VerifyWebhook(secret, r); !errors.Is(err, webhook.ErrMissingHeaders) {
+	if _, err := client.VerifyWebhook(secret, r); !errors.Is(err, spec.ErrWebhookHeaders) {
 		t.Errorf("unsigned: %v", err)
 	}
 }

@@ -21,20 +21,9 @@ import (
 //		for _, f := range perr.Errors { fmt.Println(f.Field, f.Message) }
 //	}
 type Error struct {
-	// Type is the problem type URI.
-	Type string `json:"type"`
-	// Title is the HTTP status text.
-	Title string `json:"title"`
-	// Status is the HTTP status code.
-	Status int `json:"status"`
-	// Detail explains this occurrence.
-	Detail string `json:"detail,omitempty"`
-	// Code names the problem: unauthorized, not_found, validation_failed,
-	// malformed_json, body_too_large, rate_limited, plan_required,
-	// job_ended, extraction_unavailable, unavailable, …
-	Code string `json:"code"`
-	// Errors names each invalid field by its JSON path (422).
-	Errors []spec.FieldError `json:"errors,omitempty"`
+	// Problem is the problem document: Type, Title, Status, Detail, Code
+	// and Errors (each invalid field by its JSON path, for 422).
+	spec.Problem
 	// RetryAfter is the Retry-After header of a 429 or 503 answer.
 	RetryAfter time.Duration `json:"-"`
 }

@@ -4,30 +4,18 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Identity is a named browser identity profile: a job that names it runs
 // with its user agent, locale, time zone, Accept-Language, viewport and
 // extra headers. Plans pro and enterprise only (others get 403
 // plan_required).
-type Identity struct {
-	// Name is set by the server from the URL.
-	Name           string            `json:"name,omitempty"`
-	UserAgent      string            `json:"user_agent,omitempty"`
-	Locale         string            `json:"locale,omitempty"`
-	Timezone       string            `json:"timezone,omitempty"`
-	AcceptLanguage string            `json:"accept_language,omitempty"`
-	Viewport       *Viewport         `json:"viewport,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	CreatedAt      time.Time         `json:"created_at,omitzero"`
-	UpdatedAt      time.Time         `json:"updated_at,omitzero"`
-}
+type Identity = spec.Identity
 
 // Viewport is a browser window size in CSS pixels.
-type Viewport struct {
-	Width  int `json:"width"`
-	Height int `json:"height"`
-}
+type Viewport = spec.Viewport
 
 // PutIdentity creates or replaces the identity name and returns it.
 func (c *Client) PutIdentity(ctx context.Context, name string, id Identity) (*Identity, error) {

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -33,15 +32,13 @@ type (
 	// FieldError names one invalid field of a request.
 	FieldError = spec.FieldError
 	// Delivery is one attempt to deliver a webhook event.
-	Delivery = webhook.Attempt
+	Delivery = spec.Delivery
 )
 
-// Accepted is the answer to a job submission.
+// Accepted is the answer to a job submission (id, kind, status, created_at
+// and, for a session job, its session), with what its headers said.
 type Accepted struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
+	spec.Accepted
 	// Location is the job's URL path, /v1/jobs/{id}.
 	Location string `json:"-"`
 	// Replayed is true when an Idempotency-Key repeated an earlier call:

@@ -5,19 +5,14 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/pagefleet/pagefleet/internal/session"
-	"github.com/pagefleet/pagefleet/pkg/state"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Session describes a persistent session: when it was created and last
 // used, when it expires, its version, how many cookies it holds and the
-// origins whose storage it keeps.
-type Session struct {
-	session.Meta
-	// State is the session's browser state in Playwright's storageState
-	// shape; set only by Session with includeState.
-	State *state.State `json:"state,omitempty"`
-}
+// origins whose storage it keeps; State only from Session with
+// includeState.
+type Session = spec.Session
 
 // Sessions returns a page of the tenant's sessions.
 func (c *Client) Sessions(ctx context.Context, opts ListOptions) (*Page[Session], error) {

@@ -1,7 +1,3 @@
-// Package spec is the job request contract shared by the API, the job
-// payloads and the worker: the fields a user submits, with their validation.
-// It imports only the standard library, so the browser package and the API
-// binary can both use it.
 package spec
 
 import (

@@ -1,8 +1,10 @@
-// Package state defines the stored shape of a session's browser state: the
-// Playwright storageState shape (cookies and per-origin storage), extended with
-// sessionStorage and IndexedDB. The browser, the plain fetcher and the session
-// store all speak it; it imports nothing but the standard library.
-package state
+package spec
+
+// State is the stored shape of a session's browser state: the Playwright
+// storageState shape (cookies and per-origin storage), extended with
+// sessionStorage and IndexedDB. The browser, the plain fetcher and the
+// session store all speak it, and GET /v1/sessions/{id}?include=state
+// answers it.
 
 import (
 	"encoding/json"
@@ -11,8 +13,8 @@ import (
 
 // State is a session's browser state.
 type State struct {
-	Cookies []Cookie `json:"cookies"`
-	Origins []Origin `json:"origins"`
+	Cookies []Cookie      `json:"cookies"`
+	Origins []OriginState `json:"origins"`
 }
 
 // Cookie is one cookie, as Playwright's storageState writes it.
@@ -34,42 +36,42 @@ type NameValue struct {
 	Value string `json:"value"`
 }
 
-// Origin is the storage of one origin (scheme://host[:port]).
-type Origin struct {
-	Origin         string      `json:"origin"`
-	LocalStorage   []NameValue `json:"localStorage"`
-	SessionStorage []NameValue `json:"sessionStorage,omitempty"`
-	IndexedDB      []Database  `json:"indexedDB,omitempty"`
+// OriginState is the storage of one origin (scheme://host[:port]).
+type OriginState struct {
+	Origin         string        `json:"origin"`
+	LocalStorage   []NameValue   `json:"localStorage"`
+	SessionStorage []NameValue   `json:"sessionStorage,omitempty"`
+	IndexedDB      []IDBDatabase `json:"indexedDB,omitempty"`
 }
 
-// Database is one IndexedDB database of an origin.
-type Database struct {
-	Name    string        `json:"name"`
-	Version int64         `json:"version"`
-	Stores  []ObjectStore `json:"stores"`
+// IDBDatabase is one IndexedDB database of an origin.
+type IDBDatabase struct {
+	Name    string           `json:"name"`
+	Version int64            `json:"version"`
+	Stores  []IDBObjectStore `json:"stores"`
 }
 
-// ObjectStore is one object store with its indexes and records.
-type ObjectStore struct {
+// IDBObjectStore is one object store with its indexes and records.
+type IDBObjectStore struct {
 	Name          string          `json:"name"`
 	KeyPath       json.RawMessage `json:"keyPath,omitempty"` // string, array of strings, or null
 	AutoIncrement bool            `json:"autoIncrement"`
-	Indexes       []Index         `json:"indexes,omitempty"`
-	Records       []Record        `json:"records"`
+	Indexes       []IDBIndex      `json:"indexes,omitempty"`
+	Records       []IDBRecord     `json:"records"`
 }
 
-// Index is an IndexedDB index definition.
-type Index struct {
+// IDBIndex is an IndexedDB index definition.
+type IDBIndex struct {
 	Name       string          `json:"name"`
 	KeyPath    json.RawMessage `json:"keyPath"`
 	Unique     bool            `json:"unique"`
 	MultiEntry bool            `json:"multiEntry"`
 }
 
-// Record is one IndexedDB record. Key and Value are encoded with the tagged
+// IDBRecord is one IndexedDB record. Key and Value are encoded with the tagged
 // encoding of the browser's serializer so that Date, Map, Set, typed arrays and
 // other structured-clone values survive a round trip.
-type Record struct {
+type IDBRecord struct {
 	Key   json.RawMessage `json:"key,omitempty"`
 	Value json.RawMessage `json:"value"`
 }
@@ -124,7 +126,7 @@ func (s *State) Normalize() {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Origin < out[j].Origin })
 	if out == nil {
-		out = []Origin{}
+		out = []OriginState{}
 	}
 	s.Origins = out
 }
@@ -133,12 +135,12 @@ func sortNV(v []NameValue) {
 	sort.Slice(v, func(i, j int) bool { return v[i].Name < v[j].Name })
 }
 
-// Equal reports whether two states have the same content, ignoring order.
-func Equal(a, b *State) bool {
+// EqualStates reports whether two states have the same content, ignoring order.
+func EqualStates(a, b *State) bool {
 	if a.Empty() && b.Empty() {
 		return true
 	}
-	ca, cb := Clone(a), Clone(b)
+	ca, cb := CloneState(a), CloneState(b)
 	ca.Normalize()
 	cb.Normalize()
 	ja, _ := json.Marshal(ca)
@@ -146,8 +148,8 @@ func Equal(a, b *State) bool {
 	return string(ja) == string(jb)
 }
 
-// Clone returns a deep copy (nil gives an empty state).
-func Clone(s *State) *State {
+// CloneState returns a deep copy (nil gives an empty state).
+func CloneState(s *State) *State {
 	out := &State{}
 	if s == nil {
 		return out

@@ -1,0 +1,84 @@
+package spec
+
+import "time"
+
+// Batch kinds.
+const (
+	BatchKindURLs  = "urls"
+	BatchKindCrawl = "crawl"
+)
+
+// Batch statuses.
+const (
+	BatchRunning   = "running"
+	BatchCompleted = "completed"
+	BatchCancelled = "cancelled"
+)
+
+// BatchRequest is the body of POST /v1/batches: a list of URLs or a crawl,
+// each page fetched with the template's settings.
+type BatchRequest struct {
+	URLs  []string `json:"urls,omitempty"`
+	Crawl *Crawl   `json:"crawl,omitempty"`
+	// Template holds the fetch fields every job of the batch uses. Its URL,
+	// Session and Webhook must be left empty: each job takes its URL from
+	// the batch, batch jobs run in parallel, and the batch has its own
+	// webhook.
+	Template *Request `json:"template,omitempty"`
+	// Webhook receives batch.page for each job and batch.completed.
+	Webhook *Webhook `json:"webhook,omitempty"`
+}
+
+// Crawl asks a batch to discover its pages by following links from
+// StartURL (depth 0), each normalised URL once.
+type Crawl struct {
+	StartURL string `json:"start_url"`
+	// MaxDepth is how many links away from the start page the crawl goes
+	// (0: the start page only; nil: the default, 3).
+	MaxDepth *int `json:"max_depth,omitempty"`
+	// MaxPages bounds the pages of the crawl, the start page included
+	// (default 1000, at most the tenant's batch size).
+	MaxPages int `json:"max_pages,omitempty"`
+	// Include: when given, a URL's path must match at least one of these
+	// regular expressions; Exclude: it must match none.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// SameOrigin keeps the crawl on the start URL's origin (nil: true).
+	SameOrigin *bool `json:"same_origin,omitempty"`
+	// RespectRobotsTxt skips the paths robots.txt disallows for user-agent
+	// "*" (each origin's robots.txt is fetched once per batch).
+	RespectRobotsTxt bool `json:"respect_robots_txt,omitempty"`
+}
+
+// Batch is the object of GET /v1/batches/{id}: a batch's progress. The
+// counts always add up to Total, which grows while a crawl discovers pages.
+type Batch struct {
+	ID string `json:"id"`
+	// Kind is "urls" or "crawl".
+	Kind      string    `json:"kind"`
+	Status    string    `json:"status"`
+	Total     int64     `json:"total"`
+	Queued    int64     `json:"queued"`
+	Running   int64     `json:"running"`
+	Succeeded int64     `json:"succeeded"`
+	Failed    int64     `json:"failed"`
+	Cancelled int64     `json:"cancelled"`
+	CreatedAt time.Time `json:"created_at"`
+	// FinishedAt is null while the batch runs.
+	FinishedAt *time.Time `json:"finished_at"`
+	// Crawl is the crawl's settings, defaults filled in (crawls only).
+	Crawl *Crawl `json:"crawl,omitempty"`
+}
+
+// Done reports whether the batch has ended: completed, or cancelled (a
+// cancelled batch's running jobs may still finish; its counts say so).
+func (b *Batch) Done() bool { return b.Status == BatchCompleted || b.Status == BatchCancelled }
+
+// BatchAccepted is the 202 answer to POST /v1/batches.
+type BatchAccepted struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Status    string    `json:"status"`
+	Total     int       `json:"total"`
+	CreatedAt time.Time `json:"created_at"`
+}

@@ -1,0 +1,22 @@
+package spec
+
+import "time"
+
+// Session is the object of GET /v1/sessions/{id}: a persistent session's
+// times, version and what it holds.
+type Session struct {
+	ID         string    `json:"id"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	// Version starts at 1 when the session is created and grows by one with
+	// every save that changed its content.
+	Version int64    `json:"version"`
+	Cookies int      `json:"cookies"`
+	Origins []string `json:"origins"`
+	// Bytes is the encoded (stored) size of the state.
+	Bytes int `json:"bytes"`
+	// State is the session's browser state in Playwright's storageState
+	// shape, only with ?include=state.
+	State *State `json:"state,omitempty"`
+}
