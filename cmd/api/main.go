@@ -17,9 +17,10 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/api"
 	"github.com/pagefleet/pagefleet/internal/config"
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 	"github.com/pagefleet/pagefleet/internal/metrics"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
+	"github.com/pagefleet/pagefleet/internal/submit"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 )
 
@@ -43,26 +44,30 @@ func run() error {
 	if tenants.Len() == 0 {
 		log.Warn("no tenants: set PAGEFLEET_TENANTS_FILE or PAGEFLEET_DEV_API_KEY; every /v1 call will be 401")
 	}
-	rdb, err := cfg.NewRedis()
+	rc, err := cfg.NewRedis()
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	jobstore.MigrateAtStart(rdb, log)
+	defer rc.Close()
+	rdb.MigrateAtStart(rc, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Queue depth, latency and totals per asynq queue (asynq_queue_size,
 	// asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, …),
 	// read from Redis at a scrape, at most every 5 s: each collection sends
 	// Redis ≈ 30 commands, whatever polls /metrics.
-	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)), 5*time.Second))
-	sessions, err := session.New(rdb, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
+	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rc)), 5*time.Second))
+	sessions, err := session.New(rc, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
 	if err != nil {
 		return err
 	}
+	stores := rdb.Open(rc, cfg.ResultTTL)
+	queue := asynq.NewClientFromRedisClient(rc)
+	submitter := submit.New(submit.Deps{Jobs: stores.Jobs, Batches: stores.Batches, Sessions: stores.Sessions,
+		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
 	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
-		api.Deps{Redis: rdb, Tenants: tenants, Sessions: sessions, Logger: log, Registry: reg})
+		api.Deps{Redis: rc, Tenants: tenants, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

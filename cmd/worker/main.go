@@ -31,9 +31,8 @@ import (
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
-	"github.com/pagefleet/pagefleet/internal/identity"
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 	"github.com/pagefleet/pagefleet/internal/metrics"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/internal/webhook"
@@ -54,19 +53,19 @@ func run() error {
 		return err
 	}
 	log := cfg.NewLogger("worker")
-	rdb, err := cfg.NewRedis()
+	rc, err := cfg.NewRedis()
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	jobstore.MigrateAtStart(rdb, log)
+	defer rc.Close()
+	rdb.MigrateAtStart(rc, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// asynq's queue metrics on both binaries, as on the API (dashboards and
 	// alerts take the max over instances).
 	// Collected at most every 5 s: each collection sends Redis ≈ 30
 	// commands, whatever polls /metrics.
-	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)), 5*time.Second))
+	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rc)), 5*time.Second))
 
 	policy := &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}
 	proxy := egress.NewProxyWithOptions(policy, egress.ProxyOptions{Logger: log, Registerer: reg})
@@ -87,7 +86,7 @@ func run() error {
 	if err := pool.Start(ctx); err != nil {
 		return fmt.Errorf("chrome pool: %w", err)
 	}
-	sessions, err := session.New(rdb, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
+	sessions, err := session.New(rc, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -95,26 +94,25 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	queue := asynq.NewClientFromRedisClient(rdb)
+	queue := asynq.NewClientFromRedisClient(rc)
 	defer queue.Close()
-	deliverer := webhook.NewDeliverer(webhook.Config{Policy: policy, Schedule: cfg.WebhookSchedule, Tenants: tenants, Redis: rdb,
-		LogTTL: cfg.ResultTTL, Logger: log, Registerer: reg})
+	deliverer := webhook.NewDeliverer(webhook.Config{Policy: policy, Schedule: cfg.WebhookSchedule, Tenants: tenants, Log: rdb.NewDeliveries(rc, cfg.ResultTTL), Logger: log, Registerer: reg})
 	events := &worker.Events{Client: queue, Schedule: cfg.WebhookSchedule, Logger: log}
-	jobStore := jobstore.New(rdb, cfg.ResultTTL)
+	jobStore := rdb.NewJobs(rc, cfg.ResultTTL)
 	fetcher := fetch.New(fetch.Config{Policy: policy, Registerer: reg})
-	bulk := worker.NewBulk(worker.BulkConfig{Redis: rdb, Jobs: jobStore, Tenants: tenants, Queue: queue, Fetcher: fetcher,
+	bulk := worker.NewBulk(worker.BulkConfig{Redis: rc, Jobs: jobStore, Tenants: tenants, Queue: queue, Fetcher: fetcher,
 		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
 	w := worker.New(worker.Deps{
-		Redis: rdb, Jobs: jobStore, Sessions: sessions, Browser: pool,
+		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
 		Fetcher: fetcher,
 		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
 		Logger:  log, Registry: reg,
 		Hooks:        []worker.FinishHook{events.JobEnded, bulk.JobEnded},
 		Swept:        []func(context.Context, *jobs.RunPayload){bulk.Swept},
 		RunningLimit: worker.TenantRunningLimit(tenants),
-		Identities:   identity.NewStore(rdb, identity.Config{}),
+		Identities:   rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		Queues:      jobs.QueueWeights,
 		IsFailure:   worker.IsFailure,
@@ -147,7 +145,7 @@ func run() error {
 	hmux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
 		c, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := rdb.Ping(c).Err(); err != nil {
+		if err := rc.Ping(c).Err(); err != nil {
 			http.Error(rw, `{"status":"unavailable","redis":"down"}`, http.StatusServiceUnavailable)
 			return
 		}

@@ -24,26 +24,24 @@ const AdminQueuesPath = "/admin/queues"
 // set by visiting AdminQueuesPath?token=<token> once.
 const AdminCookie = "pagefleet_admin"
 
-// adminRoutes mounts the queue dashboard behind the admin token. Without a
-// token the routes do not exist: /admin/… answers 404 like any unknown path.
-func (s *Server) adminRoutes() {
-	if s.cfg.AdminToken == "" {
-		return
-	}
-	mon := asynqmon.New(asynqmon.Options{
-		RootPath:         AdminQueuesPath,
-		RedisConnOpt:     sharedRedis{s.rdb},
-		PayloadFormatter: asynqmon.PayloadFormatterFunc(summarizePayload),
-		ResultFormatter: asynqmon.ResultFormatterFunc(func(_ string, b []byte) string {
-			return fmt.Sprintf("(%d bytes)", len(b))
-		}),
+// queueDashboard is the queue dashboard (asynqmon), mounted behind the
+// admin token. Without a token the routes do not exist: /admin/… answers
+// 404 like any unknown path.
+func (s *Server) queueDashboard() echo.HandlerFunc {
+	s.monOnce.Do(func() {
+		mon := asynqmon.New(asynqmon.Options{
+			RootPath:         AdminQueuesPath,
+			RedisConnOpt:     sharedRedis{s.rc},
+			PayloadFormatter: asynqmon.PayloadFormatterFunc(summarizePayload),
+			ResultFormatter: asynqmon.ResultFormatterFunc(func(_ string, b []byte) string {
+				return fmt.Sprintf("(%d bytes)", len(b))
+			}),
+		})
+		// mon is never closed: its inspector and Redis client are the
+		// server's own client (sharedRedis), closed by main.
+		s.mon = echo.WrapHandler(mon)
 	})
-	// mon is never closed: its inspector and Redis client are the server's
-	// own client (sharedRedis), closed by main.
-	h := echo.WrapHandler(mon)
-	g := s.echo.Group(AdminQueuesPath, s.adminAuth)
-	g.Any("", h)
-	g.Any("/*", h)
+	return s.mon
 }
 
 // sharedRedis hands asynqmon the server's Redis client instead of letting

@@ -11,38 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/pagefleet/pagefleet/internal/batch"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/internal/webhook"
-	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
-
-// batchAPI is the batch part of the server.
-type batchAPI struct {
-	store   *batch.Store
-	created *prometheus.CounterVec
-}
-
-// batchRoutes registers the /v1/batches routes.
-func (s *Server) batchRoutes(g *echo.Group) {
-	s.bat = &batchAPI{
-		store: batch.NewStore(s.rdb, s.jobs),
-		created: promauto.With(s.reg).NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_batches_total",
-			Help: "Batches accepted by kind (urls, crawl)."}, []string{"kind"}),
-	}
-	g.POST("/batches", s.createBatch)
-	g.GET("/batches", s.listBatches)
-	g.GET("/batches/:id", s.getBatch)
-	g.DELETE("/batches/:id", s.cancelBatch)
-	g.GET("/batches/:id/jobs", s.batchJobs)
-	g.GET("/batches/:id/deliveries", s.batchDeliveries)
-}
 
 // batchBody is the body of POST /v1/batches. The template is decoded on its
 // own so that its unknown fields are named template.….
@@ -128,118 +104,36 @@ func (s *Server) createBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	idem := c.Request().Header.Get("Idempotency-Key")
-	if len(idem) > 255 {
-		return invalid([]spec.FieldError{{Field: "Idempotency-Key", Message: "must be at most 255 characters"}})
+	idem, err := idempotencyKey(c)
+	if err != nil {
+		return err
 	}
-	b := &batch.Batch{ID: batch.NewID(), Tenant: t.ID, Kind: spec.BatchKindURLs, CreatedAt: time.Now().UTC(),
-		Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
-	n := len(body.URLs)
+	b := &rdb.Batch{Kind: spec.BatchKindURLs, Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
 	if body.Crawl != nil {
-		b.Kind, n = spec.BatchKindCrawl, 1
+		b.Kind = spec.BatchKindCrawl
 	}
-	bg := context.WithoutCancel(ctx)
-	if idem != "" {
-		prev, err := s.claimIdempotency(ctx, t.ID, "batch\x00"+idem, b.ID)
-		if err != nil {
-			return err
-		}
-		if prev != "" {
-			return s.answerExistingBatch(c, t, "batch\x00"+idem, prev)
-		}
+	acc, err := s.submitter.Batch(ctx, t, b, body.URLs, idem)
+	if err != nil {
+		return submitProblem(err)
 	}
-	undoIdem := func() {
-		if idem != "" {
-			s.rdb.Del(bg, idemKey(t.ID, "batch\x00"+idem))
-		}
-	}
-	if err := s.gate(ctx, t, n); err != nil {
-		undoIdem()
-		return err
-	}
-	if err := s.startBatch(ctx, b, body.URLs); err != nil {
-		s.jobs.Release(bg, t.ID, n)
-		undoIdem()
-		return err
-	}
-	s.bat.created.WithLabelValues(b.Kind).Inc()
-	s.log.Info("batch accepted", "batch", b.ID, "tenant", t.ID, "kind", b.Kind, "total", n)
-	c.Response().Header().Set("Location", "/v1/batches/"+b.ID)
-	return c.JSON(http.StatusAccepted, spec.BatchAccepted{ID: b.ID, Kind: b.Kind, Status: spec.BatchRunning, Total: n, CreatedAt: b.CreatedAt})
-}
-
-// startBatch writes the batch and enqueues its first task: the expansion of
-// a URL list (one task, whatever the size), or a crawl's start page. A
-// failure to enqueue removes what was written.
-func (s *Server) startBatch(ctx context.Context, b *batch.Batch, urls []string) error {
-	var err error
-	if b.Kind == spec.BatchKindCrawl {
-		var id string
-		if id, err = s.bat.store.CreateCrawl(ctx, b); err != nil {
-			return err
-		}
-		req := b.Template
-		req.URL = b.Crawl.StartURL
-		err = s.enqueueTask(ctx, func() (*asynq.Task, error) {
-			return jobs.NewRunTask(&jobs.RunPayload{JobID: id, Tenant: b.Tenant, Kind: spec.KindFetch, BatchID: b.ID,
-				AcceptedAt: b.CreatedAt, Request: req})
-		})
+	c.Response().Header().Set("Location", "/v1/batches/"+acc.ID)
+	if acc.Replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
 	} else {
-		if err = s.bat.store.CreateURLs(ctx, b, urls); err != nil {
-			return err
-		}
-		err = s.enqueueTask(ctx, func() (*asynq.Task, error) {
-			return jobs.NewExpandTask(&jobs.ExpandPayload{BatchID: b.ID, Tenant: b.Tenant})
-		})
+		s.batchesIn.WithLabelValues(b.Kind).Inc()
+		s.log.Info("batch accepted", "batch", acc.ID, "tenant", t.ID, "kind", b.Kind, "total", acc.Total)
 	}
-	if err != nil {
-		_ = s.bat.store.Remove(context.WithoutCancel(ctx), b)
-		return fmt.Errorf("start batch %s: %w", b.ID, err)
-	}
-	return nil
-}
-
-func (s *Server) enqueueTask(ctx context.Context, build func() (*asynq.Task, error)) error {
-	t, err := build()
-	if err != nil {
-		return err
-	}
-	_, err = s.queue.EnqueueContext(ctx, t)
-	return err
-}
-
-// answerExistingBatch answers a repeated Idempotency-Key with the batch the
-// first request created.
-func (s *Server) answerExistingBatch(c echo.Context, t *tenant.Tenant, idem, id string) error {
-	ctx := c.Request().Context()
-	var v *batch.View
-	var err error
-	for i := 0; i < 50; i++ { // the first request may still be writing it
-		v, err = s.bat.store.Get(ctx, t.ID, id)
-		if !errors.Is(err, batch.ErrNotFound) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if errors.Is(err, batch.ErrNotFound) {
-		return s.missingForIdem(ctx, t.ID, idem)
-	}
-	if err != nil {
-		return err
-	}
-	c.Response().Header().Set("Location", "/v1/batches/"+id)
-	c.Response().Header().Set("Idempotent-Replayed", "true")
-	return c.JSON(http.StatusAccepted, spec.BatchAccepted{ID: v.ID, Kind: v.Kind, Status: v.Status, Total: int(v.Total), CreatedAt: v.CreatedAt})
+	return c.JSON(http.StatusAccepted, acc.BatchAccepted)
 }
 
 // batchOf reads the batch named in the path, 404 for another tenant's.
-func (s *Server) batchOf(c echo.Context) (*batch.View, error) {
+func (s *Server) batchOf(c echo.Context) (*rdb.BatchView, error) {
 	id := c.Param("id")
 	if !validID(id, "bat_") {
 		return nil, notFound("batch")
 	}
-	v, err := s.bat.store.Get(c.Request().Context(), tenantOf(c).ID, id)
-	if errors.Is(err, batch.ErrNotFound) {
+	v, err := s.batches.Get(c.Request().Context(), tenantOf(c).ID, id)
+	if errors.Is(err, rdb.ErrBatchNotFound) {
 		return nil, notFound("batch")
 	}
 	return v, err
@@ -263,11 +157,11 @@ func (s *Server) listBatches(c echo.Context) error {
 			return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
 		}
 	}
-	out, next, err := s.bat.store.List(c.Request().Context(), tenantOf(c).ID, cur, limit)
+	out, next, err := s.batches.List(c.Request().Context(), tenantOf(c).ID, cur, limit)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, spec.List[batch.View]{Data: out, NextCursor: next})
+	return c.JSON(http.StatusOK, spec.List[rdb.BatchView]{Data: out, NextCursor: next})
 }
 
 // cancelBatch cancels what has not run: the queued jobs become cancelled,
@@ -279,22 +173,22 @@ func (s *Server) cancelBatch(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	switch err := s.bat.store.Cancel(ctx, t.ID, v.ID); {
-	case errors.Is(err, batch.ErrNotFound):
+	switch err := s.batches.Cancel(ctx, t.ID, v.ID); {
+	case errors.Is(err, rdb.ErrBatchNotFound):
 		return notFound("batch")
-	case errors.Is(err, batch.ErrCompleted):
+	case errors.Is(err, rdb.ErrBatchCompleted):
 		return problem(http.StatusConflict, "batch_ended", "the batch already completed")
 	case err != nil:
 		return err
 	}
 	bg := context.WithoutCancel(ctx)
-	if _, now, err := s.bat.store.Settle(bg, v.ID); err == nil && now {
+	if _, now, err := s.batches.Settle(bg, v.ID); err == nil && now {
 		if err := s.batchCompleted(bg, v.ID); err != nil {
 			s.log.Error("enqueue batch.completed", "batch", v.ID, "err", err)
 		}
 	}
 	s.log.Info("batch cancelled", "batch", v.ID, "tenant", t.ID)
-	if v, err = s.bat.store.Get(ctx, t.ID, v.ID); err != nil {
+	if v, err = s.batches.Get(ctx, t.ID, v.ID); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
@@ -302,14 +196,14 @@ func (s *Server) cancelBatch(c echo.Context) error {
 
 // batchCompleted enqueues the batch's batch.completed event (once).
 func (s *Server) batchCompleted(ctx context.Context, id string) error {
-	m, err := s.bat.store.Meta(ctx, id)
+	m, err := s.batches.Meta(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !m.Webhook.WantsEvent(spec.EventBatchCompleted) {
 		return nil
 	}
-	v, err := s.bat.store.Get(ctx, "", id)
+	v, err := s.batches.Get(ctx, "", id)
 	if err != nil {
 		return err
 	}
@@ -345,7 +239,7 @@ func (s *Server) batchJobs(c echo.Context) error {
 			return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
 		}
 	}
-	ids, err := s.bat.store.JobIDs(ctx, v.ID, start, int64(limit))
+	ids, err := s.batches.JobIDs(ctx, v.ID, start, int64(limit))
 	if err != nil {
 		return err
 	}
@@ -358,7 +252,7 @@ func (s *Server) batchJobs(c echo.Context) error {
 		out = append(out, in.Job)
 	}
 	next := ""
-	if n, err := s.bat.store.JobCount(ctx, v.ID); err == nil && start+int64(len(ids)) < n {
+	if n, err := s.batches.JobCount(ctx, v.ID); err == nil && start+int64(len(ids)) < n {
 		next = strconv.FormatInt(start+int64(len(ids)), 10)
 	}
 	return c.JSON(http.StatusOK, spec.List[spec.Job]{Data: out, NextCursor: next})
@@ -366,7 +260,7 @@ func (s *Server) batchJobs(c echo.Context) error {
 
 // streamBatchJobs writes every job of the batch, one JSON object per line,
 // reading and flushing a chunk at a time.
-func (s *Server) streamBatchJobs(c echo.Context, v *batch.View) error {
+func (s *Server) streamBatchJobs(c echo.Context, v *rdb.BatchView) error {
 	ctx := c.Request().Context()
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
@@ -377,7 +271,7 @@ func (s *Server) streamBatchJobs(c echo.Context, v *batch.View) error {
 		// The server's write timeout bounds a whole answer; a stream of
 		// 100 000 jobs takes longer, so each chunk gets its own deadline.
 		_ = rc.SetWriteDeadline(time.Now().Add(streamChunkTimeout))
-		ids, err := s.bat.store.JobIDs(ctx, v.ID, start, ndjsonChunk)
+		ids, err := s.batches.JobIDs(ctx, v.ID, start, ndjsonChunk)
 		if err != nil {
 			s.log.Warn("batch jobs stream cut short", "batch", v.ID, "err", err)
 			return nil // the status line is sent: the client sees a short stream
@@ -404,7 +298,7 @@ func (s *Server) batchDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	att, err := webhook.Deliveries(c.Request().Context(), s.rdb, v.ID)
+	att, err := s.deliv.List(c.Request().Context(), v.ID)
 	if err != nil {
 		return err
 	}

@@ -24,18 +24,18 @@ var consoleFS embed.FS
 const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// docRoutes serves the OpenAPI file and the console page; neither needs a
-// key (the console page asks for one and sends it with its API calls).
-func (s *Server) docRoutes() {
-	s.echo.GET("/openapi.json", func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Cache-Control", "no-cache")
-		h.Set("Access-Control-Allow-Origin", "*") // so that API tools on other origins can load it
-		return c.Blob(http.StatusOK, "application/json", OpenAPI)
-	})
-	s.echo.GET("/", func(c echo.Context) error { return serveConsole(c, "index.html") })
-	s.echo.GET("/console/:file", func(c echo.Context) error { return serveConsole(c, c.Param("file")) })
+// serveOpenAPI serves the OpenAPI file; it needs no key.
+func serveOpenAPI(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Access-Control-Allow-Origin", "*") // so that API tools on other origins can load it
+	return c.Blob(http.StatusOK, "application/json", OpenAPI)
 }
+
+// serveConsoleIndex and serveConsoleFile serve the console page; it needs
+// no key (it asks for one and sends it with its API calls).
+func serveConsoleIndex(c echo.Context) error { return serveConsole(c, "index.html") }
+func serveConsoleFile(c echo.Context) error  { return serveConsole(c, c.Param("file")) }
 
 var consoleTypes = map[string]string{
 	".html": "text/html; charset=utf-8",

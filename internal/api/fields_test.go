@@ -1,12 +1,16 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pagefleet/pagefleet/internal/submit"
 )
 
 // TestFieldErrorPaths: a 422 names every bad field of the body, each by its
@@ -106,15 +110,15 @@ func TestIdempotencyKeyOfExpiredJob(t *testing.T) {
 		t.Fatalf("first: %d %s", rec.Code, rec.Body)
 	}
 	ctx := t.Context()
-	s.rdb.Del(ctx, "{pf}:job:"+acc.ID) // the job expired…
-	k := idemKey("hostile", "once")
-	s.rdb.PExpire(ctx, k, 20*time.Hour) // …hours after the key was set
+	s.rc.Del(ctx, "{pf}:job:"+acc.ID) // the job expired…
+	k := testIdemKey("hostile", "once")
+	s.rc.PExpire(ctx, k, 20*time.Hour) // …hours after the key was set
 	rec = serveHostile(s, "POST", "/v1/fetch", body, hdr)
 	var p Problem
 	if json.Unmarshal(rec.Body.Bytes(), &p); rec.Code != http.StatusGone || p.Code != "idempotency_expired" {
 		t.Fatalf("repeat after expiry: %d %s", rec.Code, rec.Body)
 	}
-	s.rdb.PExpire(ctx, k, idemTTL) // a key set just now whose job is not written yet
+	s.rc.PExpire(ctx, k, submit.IdemTTL) // a key set just now whose job is not written yet
 	rec = serveHostile(s, "POST", "/v1/fetch", body, hdr)
 	if json.Unmarshal(rec.Body.Bytes(), &p); rec.Code != http.StatusConflict || p.Code != "idempotency_conflict" {
 		t.Fatalf("repeat while being written: %d %s", rec.Code, rec.Body)
@@ -149,4 +153,11 @@ func TestAtMostFiftyActions(t *testing.T) {
 			t.Errorf("51 actions: %d %s", rec.Code, rec.Body)
 		}
 	}
+}
+
+// testIdemKey is the Redis key of a tenant's job Idempotency-Key, which this
+// test ages by hand.
+func testIdemKey(tenant, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return "{pf}:t:" + tenant + ":idem:" + hex.EncodeToString(h[:16])
 }

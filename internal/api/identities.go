@@ -9,20 +9,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pagefleet/pagefleet/internal/identity"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // maxIdentityBytes bounds the body of PUT /v1/identities/{name}.
 const maxIdentityBytes = 64 << 10
-
-// identityRoutes adds the /v1/identities routes to the authenticated group.
-func (s *Server) identityRoutes(v1 *echo.Group) {
-	v1.GET("/identities", s.listIdentities)
-	v1.GET("/identities/:name", s.getIdentity)
-	v1.PUT("/identities/:name", s.putIdentity)
-	v1.DELETE("/identities/:name", s.deleteIdentity)
-}
 
 // identityPlans are the plans that may use identity profiles.
 var identityPlans = []string{tenant.PlanPro, tenant.PlanEnterprise}
@@ -46,7 +39,7 @@ func (s *Server) checkIdentity(ctx context.Context, t *tenant.Tenant, req *spec.
 		return err
 	}
 	_, err := s.idents.Get(ctx, t.ID, req.Identity)
-	if errors.Is(err, identity.ErrNotFound) {
+	if errors.Is(err, rdb.ErrIdentityNotFound) {
 		return invalid([]spec.FieldError{{Field: prefix + "identity", Message: "no identity named " + quoteName(req.Identity) + "; create it with PUT /v1/identities/" + req.Identity}})
 	}
 	return err
@@ -92,7 +85,7 @@ func (s *Server) putIdentity(c echo.Context) error {
 	}
 	identity.Normalize(p)
 	created, err := s.idents.Put(c.Request().Context(), t.ID, p)
-	if errors.Is(err, identity.ErrLimit) {
+	if errors.Is(err, rdb.ErrIdentityLimit) {
 		return problem(http.StatusConflict, "identity_limit", "the tenant has the most identities it may keep; delete one first")
 	}
 	if err != nil {
@@ -108,7 +101,7 @@ func (s *Server) getIdentity(c echo.Context) error {
 		return err
 	}
 	p, err := s.idents.Get(c.Request().Context(), t.ID, c.Param("name"))
-	if errors.Is(err, identity.ErrNotFound) {
+	if errors.Is(err, rdb.ErrIdentityNotFound) {
 		return notFound("identity")
 	}
 	if err != nil {
@@ -127,7 +120,7 @@ func (s *Server) listIdentities(c echo.Context) error {
 		return err
 	}
 	out, next, err := s.idents.List(c.Request().Context(), t.ID, cur, limit)
-	if errors.Is(err, identity.ErrInvalidCursor) {
+	if errors.Is(err, rdb.ErrInvalidCursor) {
 		return invalid([]spec.FieldError{{Field: "cursor", Message: "is not a cursor this API gave"}})
 	}
 	if err != nil {
@@ -142,7 +135,7 @@ func (s *Server) deleteIdentity(c echo.Context) error {
 		return err
 	}
 	err := s.idents.Delete(c.Request().Context(), t.ID, c.Param("name"))
-	if errors.Is(err, identity.ErrNotFound) {
+	if errors.Is(err, rdb.ErrIdentityNotFound) {
 		return notFound("identity")
 	}
 	if err != nil {

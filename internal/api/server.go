@@ -20,12 +20,11 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/identity"
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
+	"github.com/pagefleet/pagefleet/internal/submit"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 )
 
@@ -47,24 +46,30 @@ type Config struct {
 
 // Server is the API process's HTTP server.
 type Server struct {
-	cfg      Config
-	rdb      redis.UniversalClient
-	tenants  *tenant.Registry
-	jobs     *jobstore.Store
-	sessions *session.Store
-	idents   *identity.Store
-	bat      *batchAPI
-	queue    *asynq.Client
-	notifier *jobstore.Notifier
-	log      *slog.Logger
-	echo     *echo.Echo
-	http     *http.Server
-	reg      *prometheus.Registry
-	gatherer prometheus.Gatherer
+	cfg       Config
+	rc        redis.UniversalClient
+	tenants   *tenant.Registry
+	jobs      *rdb.Jobs
+	batches   *rdb.Batches
+	sessions  *session.Store
+	idents    *rdb.Identities
+	deliv     *rdb.Deliveries
+	submitter *submit.Service
+	queue     *asynq.Client
+	notifier  *rdb.Notifier
+	log       *slog.Logger
+	echo      *echo.Echo
+	http      *http.Server
+	reg       *prometheus.Registry
+	gatherer  prometheus.Gatherer
 
-	reqs    *prometheus.CounterVec
-	latency *prometheus.HistogramVec
-	jobsIn  *prometheus.CounterVec
+	reqs      *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	jobsIn    *prometheus.CounterVec
+	batchesIn *prometheus.CounterVec
+
+	mon     echo.HandlerFunc // the queue dashboard, built once
+	monOnce sync.Once
 
 	insp     *asynq.Inspector
 	inspOnce sync.Once
@@ -73,11 +78,16 @@ type Server struct {
 	ln        net.Listener
 }
 
-// Deps are the parts the server is built from.
+// Deps are the parts the server is built from. Redis and Tenants are
+// required; cmd/api passes the rest, and a test may leave Stores, Queue and
+// Submit nil to have them built on Redis.
 type Deps struct {
 	Redis    redis.UniversalClient
 	Tenants  *tenant.Registry
+	Stores   *rdb.Stores
 	Sessions *session.Store
+	Queue    *asynq.Client
+	Submit   *submit.Service
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -100,18 +110,33 @@ func New(cfg Config, d Deps) *Server {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	if d.Stores == nil {
+		d.Stores = rdb.Open(d.Redis, cfg.ResultTTL)
+	}
+	if d.Queue == nil {
+		d.Queue = asynq.NewClientFromRedisClient(d.Redis)
+	}
+	if d.Submit == nil {
+		d.Submit = submit.New(submit.Deps{Jobs: d.Stores.Jobs, Batches: d.Stores.Batches, Sessions: d.Stores.Sessions,
+			Idem: d.Stores.Idempotency, Queue: d.Queue, Logger: d.Logger})
+	}
 	f := promauto.With(reg)
 	s := &Server{
-		cfg: cfg, rdb: d.Redis, tenants: d.Tenants, sessions: d.Sessions, log: d.Logger, reg: reg, gatherer: reg,
-		jobs:     jobstore.New(d.Redis, cfg.ResultTTL),
-		queue:    asynq.NewClientFromRedisClient(d.Redis),
-		notifier: jobstore.NewNotifier(d.Redis),
-		idents:   identity.NewStore(d.Redis, identity.Config{}),
+		cfg: cfg, rc: d.Redis, tenants: d.Tenants, sessions: d.Sessions, log: d.Logger, reg: reg, gatherer: reg,
+		jobs:      d.Stores.Jobs,
+		batches:   d.Stores.Batches,
+		idents:    d.Stores.Identities,
+		deliv:     d.Stores.Deliveries,
+		queue:     d.Queue,
+		submitter: d.Submit,
+		notifier:  rdb.NewNotifier(d.Redis),
 		reqs: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_http_requests_total", Help: "HTTP requests by route, method and status code."},
 			[]string{"route", "method", "code"}),
 		latency: f.NewHistogramVec(prometheus.HistogramOpts{Name: "pagefleet_http_request_duration_seconds", Help: "HTTP request latency.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"route", "method"}),
 		jobsIn: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_jobs_submitted_total", Help: "Jobs accepted by kind."}, []string{"kind"}),
+		batchesIn: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_batches_total",
+			Help: "Batches accepted by kind (urls, crawl)."}, []string{"kind"}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -152,26 +177,8 @@ func limitHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 // Handler returns the HTTP handler (for tests with httptest).
 func (s *Server) Handler() http.Handler { return s.echo }
 
-func (s *Server) routes() {
-	e := s.echo
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
-	s.docRoutes() // /openapi.json and the console page
-	v1 := e.Group("/v1", s.auth)
-	v1.POST("/fetch", s.submit("fetch"))
-	v1.POST("/interact", s.submit("interact"))
-	v1.GET("/jobs", s.listJobs)
-	v1.GET("/jobs/:id", s.getJob)
-	v1.DELETE("/jobs/:id", s.cancelJob)
-	v1.GET("/jobs/:id/deliveries", s.jobDeliveries)
-	v1.GET("/sessions", s.listSessions)
-	v1.GET("/sessions/:id", s.getSession)
-	v1.DELETE("/sessions/:id", s.deleteSession)
-	s.identityRoutes(v1)
-	s.batchRoutes(v1)
-	s.adminRoutes()
-	e.RouteNotFound("/*", func(c echo.Context) error { return notFound("route") })
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // observe records request metrics.
@@ -228,7 +235,7 @@ func tenantOf(c echo.Context) *tenant.Tenant { return c.Get("tenant").(*tenant.T
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if err := s.rc.Ping(ctx).Err(); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "redis": err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})

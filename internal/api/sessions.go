@@ -14,7 +14,7 @@ import (
 )
 
 func asynqInspector(s *Server) *asynq.Inspector {
-	s.inspOnce.Do(func() { s.insp = asynq.NewInspectorFromRedisClient(s.rdb) })
+	s.inspOnce.Do(func() { s.insp = asynq.NewInspectorFromRedisClient(s.rc) })
 	return s.insp
 }
 

@@ -27,20 +27,11 @@
 // Acquire (the self-healing head), and every terminal path (cancel, delete,
 // permanent failure, archive) takes its own entry out with [Store.Remove].
 //
-// # Redis keys
+// # Redis
 //
-// Like every pagefleet key they start with the hash tag {pf} (the inner
-// {s:…} is part of the name only), so the scripts work on Redis Cluster:
-//
-//	{pf}:{s:<tenant>:<sid>}:line   list of job ids, head first
-//	{pf}:{s:<tenant>:<sid>}:lock   lease token, PX lease
-//	{pf}:{s:<tenant>:<sid>}:fence  fencing counter
-//	{pf}:{s:<tenant>:<sid>}:state  encoded state (see EncodeState)
-//	{pf}:{s:<tenant>:<sid>}:meta   hash: created, used, expires, version, cookies, origins, bytes, digest
-//	{pf}:t:<tenant>:sessions       sorted set of session ids by last use (ms), for listing
-//
-// The characters '%', '{', '}' (and ':' in the tenant) are percent-escaped in
-// the key, so different tenant/session pairs never share a key.
+// The keys and scripts are package rdb's (rdb.Sessions): this package is
+// the policy on top of them — whose turn it is, renewing and losing a
+// lease, encoding and sealing state.
 //
 // # Encoding
 //

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,12 +18,12 @@ import (
 func newStore(t *testing.T, cfg Config) (*Store, *redis.Client, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
-	rdb := srv.Client(t, 0)
-	s, err := New(rdb, cfg)
+	rc := srv.Client(t, 0)
+	s, err := New(rc, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return s, rdb, srv
+	return s, rc, srv
 }
 
 // jobSet is a set of finished jobs, the isTerminal of the tests.
@@ -124,3 +125,6 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 }
 
 func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
+
+// sessionKeys are the Redis keys of a session, for tests that look at them.
+func sessionKeys(tenant, sid string) rdb.SessionKeys { return rdb.NewSessions(nil).KeysOf(tenant, sid) }

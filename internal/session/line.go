@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -36,22 +35,7 @@ type Lease struct {
 // are queued on it and their errors surface at its Exec), or nil to run them
 // directly on the store's client. Each append restarts the line's expiry.
 func (s *Store) Append(ctx context.Context, c redis.Cmdable, tenant, sid, jobID string) error {
-	k := sessionKeys(tenant, sid)
-	queue := func(p redis.Cmdable) {
-		p.RPush(ctx, k.line, jobID)
-		p.PExpire(ctx, k.line, s.cfg.LineTTL)
-	}
-	if p, ok := c.(redis.Pipeliner); ok {
-		queue(p)
-		return nil
-	}
-	if c == nil {
-		c = s.rdb
-	}
-	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error { queue(p); return nil }); err != nil {
-		return fmt.Errorf("append job %s to session %q: %w", jobID, sid, err)
-	}
-	return nil
+	return s.r.Append(ctx, c, tenant, sid, jobID, s.cfg.LineTTL)
 }
 
 // Acquire gives jobID its session when the job is at the head of the line and
@@ -67,27 +51,20 @@ func (s *Store) Append(ctx context.Context, c redis.Cmdable, tenant, sid, jobID 
 // never strands its jobs; a missing job that isTerminal calls finished gets
 // ErrNotInLine instead (a duplicate delivery: it must not run again).
 func (s *Store) Acquire(ctx context.Context, tenant, sid, jobID string, isTerminal func(ctx context.Context, jobID string) (bool, error)) (*Lease, error) {
-	k := sessionKeys(tenant, sid)
 	token, err := newToken()
 	if err != nil {
 		return nil, err
 	}
-	rejoin := "0"
+	rejoin := false
 	for range maxHeal {
 		sent := time.Now()
-		res, err := acquireScript.Run(ctx, s.rdb, []string{k.line, k.lock, k.fence},
-			jobID, token, s.cfg.Lease.Milliseconds(), s.cfg.LineTTL.Milliseconds(), sent.UnixMicro(), rejoin).Slice()
+		turn, err := s.r.Acquire(ctx, tenant, sid, jobID, token, s.cfg.Lease, s.cfg.LineTTL, sent.UnixMicro(), rejoin)
 		if err != nil {
 			return nil, fmt.Errorf("acquire session %q for job %s: %w", sid, jobID, err)
 		}
-		if len(res) != 2 {
-			return nil, fmt.Errorf("acquire session %q: unexpected reply %v", sid, res)
-		}
-		code, _ := res[0].(int64)
-		switch code {
+		switch turn.Code {
 		case 1:
-			fence, _ := res[1].(int64)
-			return &Lease{Tenant: tenant, SID: sid, JobID: jobID, Token: token, Fence: fence, sent: sent}, nil
+			return &Lease{Tenant: tenant, SID: sid, JobID: jobID, Token: token, Fence: turn.Fence, sent: sent}, nil
 		case -1:
 			s.m.busy.WithLabelValues("lease").Inc()
 			return nil, fmt.Errorf("%w: session %q is held by another job", ErrBusy, sid)
@@ -103,10 +80,10 @@ func (s *Store) Acquire(ctx context.Context, tenant, sid, jobID string, isTermin
 					return nil, fmt.Errorf("%w: job %s of session %q", ErrNotInLine, jobID, sid)
 				}
 			}
-			rejoin = "1"
+			rejoin = true
 			continue
 		}
-		head, _ := res[1].(string)
+		head := turn.Head
 		if isTerminal == nil {
 			break
 		}
@@ -117,7 +94,7 @@ func (s *Store) Acquire(ctx context.Context, tenant, sid, jobID string, isTermin
 		if !done {
 			break
 		}
-		if err := popHeadScript.Run(ctx, s.rdb, []string{k.line}, head).Err(); err != nil {
+		if err := s.r.PopHead(ctx, tenant, sid, head); err != nil {
 			return nil, fmt.Errorf("acquire session %q: pop finished head %s: %w", sid, head, err)
 		}
 	}
@@ -133,7 +110,6 @@ func (s *Store) Acquire(ctx context.Context, tenant, sid, jobID string, isTermin
 // Release, after the last Save.
 func (s *Store) Hold(ctx context.Context, l *Lease) (context.Context, func()) {
 	hctx, cancel := context.WithCancelCause(ctx)
-	k := sessionKeys(l.Tenant, l.SID)
 	lease := s.cfg.Lease
 	quit := make(chan struct{})
 	done := make(chan struct{})
@@ -160,10 +136,10 @@ func (s *Store) Hold(ctx context.Context, l *Lease) (context.Context, func()) {
 			}
 			at := time.Now()
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(hctx), lease/3)
-			n, err := renewScript.Run(rctx, s.rdb, []string{k.lock}, l.Token, lease.Milliseconds()).Int64()
+			held, err := s.r.Renew(rctx, l.Tenant, l.SID, l.Token, lease)
 			rcancel()
 			switch {
-			case err == nil && n == 1:
+			case err == nil && held:
 				expiry.Reset(time.Until(at.Add(lease)))
 			case err == nil:
 				cancel(fmt.Errorf("%w: session %q is held by another job or released", ErrLeaseLost, l.SID))
@@ -190,8 +166,7 @@ func (s *Store) Hold(ctx context.Context, l *Lease) (context.Context, func()) {
 // none), so that the caller can wake it. A job that will be retried calls
 // Unlock instead.
 func (s *Store) Release(ctx context.Context, l *Lease) (next string, err error) {
-	k := sessionKeys(l.Tenant, l.SID)
-	next, err = releaseScript.Run(ctx, s.rdb, []string{k.line, k.lock}, l.JobID, l.Token).Text()
+	next, err = s.r.Release(ctx, l.Tenant, l.SID, l.JobID, l.Token)
 	if err != nil {
 		return "", fmt.Errorf("release session %q for job %s: %w", l.SID, l.JobID, err)
 	}
@@ -203,8 +178,7 @@ func (s *Store) Release(ctx context.Context, l *Lease) (next string, err error) 
 // lease), so that its retry keeps its place at the head and runs before the
 // jobs behind it.
 func (s *Store) Unlock(ctx context.Context, l *Lease) error {
-	k := sessionKeys(l.Tenant, l.SID)
-	if err := unlockScript.Run(ctx, s.rdb, []string{k.lock}, l.Token).Err(); err != nil {
+	if err := s.r.Unlock(ctx, l.Tenant, l.SID, l.Token); err != nil {
 		return fmt.Errorf("unlock session %q for job %s: %w", l.SID, l.JobID, err)
 	}
 	return nil
@@ -215,8 +189,7 @@ func (s *Store) Unlock(ctx context.Context, l *Lease) error {
 // head changed it returns the new head, which the caller should wake; ""
 // otherwise.
 func (s *Store) Remove(ctx context.Context, tenant, sid, jobID string) (next string, err error) {
-	k := sessionKeys(tenant, sid)
-	next, err = removeScript.Run(ctx, s.rdb, []string{k.line}, jobID).Text()
+	next, err = s.r.Remove(ctx, tenant, sid, jobID)
 	if err != nil {
 		return "", fmt.Errorf("remove job %s from session %q: %w", jobID, sid, err)
 	}
@@ -225,10 +198,7 @@ func (s *Store) Remove(ctx context.Context, tenant, sid, jobID string) (next str
 
 // Head returns the job at the head of the session's line ("" for none).
 func (s *Store) Head(ctx context.Context, tenant, sid string) (string, error) {
-	head, err := s.rdb.LIndex(ctx, sessionKeys(tenant, sid).line, 0).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
+	head, err := s.r.Head(ctx, tenant, sid)
 	if err != nil {
 		return "", fmt.Errorf("session %q head: %w", sid, err)
 	}

@@ -19,7 +19,7 @@ import (
 // would hand them out. The jobs must run one at a time, in append order.
 func TestOrderAndExclusion(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv, _, _ := newStore(t, Config{Lease: 5 * time.Second, Registerer: reg})
+	srv, client, _ := newStore(t, Config{Lease: 5 * time.Second, Registerer: reg})
 	ctx := context.Background()
 	ids := jobIDs(20)
 	appendJobs(t, srv, "acme", "order", ids...)
@@ -44,7 +44,7 @@ func TestOrderAndExclusion(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
-			s, err := New(srv.rdb, Config{Lease: 5 * time.Second, Registerer: reg})
+			s, err := New(client, Config{Lease: 5 * time.Second, Registerer: reg})
 			if err != nil {
 				t.Error(err)
 				return
@@ -215,7 +215,7 @@ func TestSelfHealing(t *testing.T) {
 		if next, err := s.Remove(ctx, "acme", "rm", "d"); err != nil || next != "" {
 			t.Fatalf("Remove last = %q, %v; want empty", next, err)
 		}
-		if n, _ := rdb.Exists(ctx, LineKey("acme", "rm")).Result(); n != 0 {
+		if n, _ := rdb.Exists(ctx, sessionKeys("acme", "rm").Line).Result(); n != 0 {
 			t.Fatal("empty line still exists")
 		}
 	})
@@ -238,7 +238,7 @@ func TestSelfHealing(t *testing.T) {
 		if err := s.Unlock(ctx, l); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := rdb.Exists(ctx, sessionKeys("acme", "retry").lock).Result(); n != 1 {
+		if n, _ := rdb.Exists(ctx, sessionKeys("acme", "retry").Lock).Result(); n != 1 {
 			t.Fatal("stale Unlock deleted the holder's lock")
 		}
 		_, _ = s.Release(ctx, l2)
@@ -298,7 +298,7 @@ func TestSelfHealing(t *testing.T) {
 		if h, _ := s.Head(ctx, "acme", "pipe"); h != "p1" {
 			t.Fatalf("head %q, want p1", h)
 		}
-		if ttl, _ := rdb.PTTL(ctx, LineKey("acme", "pipe")).Result(); ttl <= 0 {
+		if ttl, _ := rdb.PTTL(ctx, sessionKeys("acme", "pipe").Line).Result(); ttl <= 0 {
 			t.Fatalf("line has no expiry (%v)", ttl)
 		}
 	})
@@ -343,7 +343,7 @@ func TestLeaseExpiryAndFencing(t *testing.T) {
 		if _, err := s.Release(ctx, l1); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := rdb.Exists(ctx, sessionKeys("acme", "dead").lock).Result(); n != 1 {
+		if n, _ := rdb.Exists(ctx, sessionKeys("acme", "dead").Lock).Result(); n != 1 {
 			t.Fatal("stale Release deleted the new holder's lock")
 		}
 		if _, err := s.Save(ctx, l1b, cookieState("sid", "two")); err != nil {
@@ -404,7 +404,7 @@ func TestLeaseExpiryAndFencing(t *testing.T) {
 		l := mustAcquire(t, s, "acme", "steal", "s1", nil)
 		hctx, stop := s.Hold(ctx, l)
 		defer stop()
-		if err := rdb.Del(ctx, sessionKeys("acme", "steal").lock).Err(); err != nil {
+		if err := rdb.Del(ctx, sessionKeys("acme", "steal").Lock).Err(); err != nil {
 			t.Fatal(err)
 		}
 		select {

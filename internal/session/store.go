@@ -3,9 +3,9 @@ package session
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -109,14 +109,14 @@ func (c *Config) validate() error {
 // Store keeps session state and the per-session line, lease and fence.
 // It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
+	r   *rdb.Sessions
 	cfg Config
 	m   metrics
 }
 
-// New returns a store on rdb. It fails when cfg.Key is set but not 32 bytes.
-func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
-	if rdb == nil {
+// New returns a store on rc. It fails when cfg.Key is set but not 32 bytes.
+func New(client redis.UniversalClient, cfg Config) (*Store, error) {
+	if client == nil {
 		return nil, errors.New("session store needs a redis client")
 	}
 	cfg.setDefaults()
@@ -126,50 +126,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.Key != nil {
 		cfg.Key = append([]byte(nil), cfg.Key...)
 	}
-	return &Store{rdb: rdb, cfg: cfg, m: newMetrics(cfg.Registerer)}, nil
+	return &Store{r: rdb.NewSessions(client), cfg: cfg, m: newMetrics(cfg.Registerer)}, nil
 }
+
+// LineTTL is how long a session's line lives after its last activity;
+// whoever appends to a line restarts its expiry with it.
+func (s *Store) LineTTL() time.Duration { return s.cfg.LineTTL }
 
 // ObserveWait records how long a job waited for its session, from its first
 // busy attempt to its acquisition (pagefleet_session_lock_wait_seconds).
 func (s *Store) ObserveWait(d time.Duration) { s.m.lockWait.Observe(d.Seconds()) }
-
-// keys of one session.
-type keys struct {
-	tag                            string // s:<tenant>:<sid>, also the AAD of sealed state
-	line, lock, fence, state, meta string
-	// deleted holds the fence value a deletion moved the fence to, for as
-	// long as a job may run: a holder whose write is refused learns from it
-	// that the user deleted the session rather than that it lost its lease.
-	deleted string
-	index   string
-}
-
-var (
-	tenantEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
-	sidEscaper    = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
-)
-
-func indexKey(tenant string) string { return "{pf}:t:" + tenantEscaper.Replace(tenant) + ":sessions" }
-
-func sessionKeys(tenant, sid string) keys {
-	tag := "s:" + tenantEscaper.Replace(tenant) + ":" + sidEscaper.Replace(sid)
-	p := "{pf}:{" + tag + "}:"
-	return keys{
-		tag:     tag,
-		line:    p + "line",
-		lock:    p + "lock",
-		fence:   p + "fence",
-		state:   p + "state",
-		meta:    p + "meta",
-		deleted: p + "deleted",
-		index:   indexKey(tenant),
-	}
-}
-
-// LineKey is the Redis key of a session's line (a list of job ids, head
-// first), for callers that append to it from their own scripts. Such a
-// caller must also refresh the key's expiry as Append does.
-func LineKey(tenant, sid string) string { return sessionKeys(tenant, sid).line }
 
 type metrics struct {
 	lockWait   prometheus.Histogram

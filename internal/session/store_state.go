@@ -7,12 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/redis/go-redis/v9"
 )
@@ -30,14 +30,14 @@ type Meta = spec.Session
 // session's expiry. changed reports whether cookies or storage differ from
 // what was stored (for a new session: whether st holds anything).
 func (s *Store) Save(ctx context.Context, l *Lease, st *spec.State) (changed bool, err error) {
-	k := sessionKeys(l.Tenant, l.SID)
+	tag := s.r.KeysOf(l.Tenant, l.SID).Tag
 	norm := spec.CloneState(st)
 	norm.Normalize()
 	raw, err := json.Marshal(norm)
 	if err != nil {
 		return false, fmt.Errorf("save session %q: %w", l.SID, err)
 	}
-	blob, err := encodeJSON(raw, s.cfg.Key, k.tag)
+	blob, err := encodeJSON(raw, s.cfg.Key, tag)
 	if err != nil {
 		return false, fmt.Errorf("save session %q: %w", l.SID, err)
 	}
@@ -49,26 +49,20 @@ func (s *Store) Save(ctx context.Context, l *Lease, st *spec.State) (changed boo
 		origins = append(origins, o.Origin)
 	}
 	originsJSON, _ := json.Marshal(origins)
-	empty := "0"
-	if norm.Empty() {
-		empty = "1"
-	}
 	now := time.Now()
-	res, err := saveScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line, k.deleted},
-		strconv.FormatInt(l.Fence, 10), blob, s.digest(raw), now.UnixMilli(), s.cfg.TTL.Milliseconds(),
-		s.cfg.LineTTL.Milliseconds(), len(norm.Cookies), originsJSON, len(blob), empty).Slice()
+	code, changed, _, err := s.r.SaveState(ctx, l.Tenant, l.SID, rdb.StateWrite{Fence: l.Fence, Blob: blob, Digest: s.digest(raw),
+		Now: now, TTL: s.cfg.TTL, LineTTL: s.cfg.LineTTL, Cookies: len(norm.Cookies), Origins: originsJSON, Empty: norm.Empty()})
 	if err != nil {
 		return false, fmt.Errorf("save session %q: %w", l.SID, err)
 	}
-	switch code, _ := res[0].(int64); code {
-	case 1:
-	case -2:
+	switch code {
+	case rdb.WriteOK:
+	case rdb.WriteDeleted:
 		return false, fmt.Errorf("save session %q (fence %d): %w", l.SID, l.Fence, ErrDeleted)
 	default:
 		s.m.stale.Inc()
 		return false, fmt.Errorf("save session %q (fence %d): %w", l.SID, l.Fence, ErrStaleFence)
 	}
-	changed = len(res) > 1 && res[1] == int64(1)
 	s.m.saved.WithLabelValues(strconv.FormatBool(changed)).Inc()
 	if changed {
 		s.m.stateBytes.Observe(float64(len(blob)))
@@ -81,20 +75,18 @@ func (s *Store) Save(ctx context.Context, l *Lease, st *spec.State) (changed boo
 // (a job that used the session but changed nothing, or failed). It returns
 // ErrStaleFence like Save, and does nothing for a session never saved.
 func (s *Store) Touch(ctx context.Context, l *Lease) error {
-	k := sessionKeys(l.Tenant, l.SID)
 	now := time.Now()
-	n, err := touchScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.line, k.deleted},
-		strconv.FormatInt(l.Fence, 10), now.UnixMilli(), s.cfg.TTL.Milliseconds(), s.cfg.LineTTL.Milliseconds()).Int64()
+	n, err := s.r.Touch(ctx, l.Tenant, l.SID, l.Fence, now, s.cfg.TTL, s.cfg.LineTTL)
 	if err != nil {
 		return fmt.Errorf("touch session %q: %w", l.SID, err)
 	}
 	switch n {
-	case -2:
+	case rdb.WriteDeleted:
 		return fmt.Errorf("touch session %q (fence %d): %w", l.SID, l.Fence, ErrDeleted)
-	case -1:
+	case rdb.WriteStale:
 		s.m.stale.Inc()
 		return fmt.Errorf("touch session %q (fence %d): %w", l.SID, l.Fence, ErrStaleFence)
-	case 1:
+	case rdb.WriteOK:
 		s.index(ctx, l.Tenant, l.SID, now)
 	}
 	return nil
@@ -104,13 +96,7 @@ func (s *Store) Touch(ctx context.Context, l *Lease) error {
 // slot, hence a separate command) and drops entries that expired. A failure
 // only delays the session's appearance in List, so it is not reported.
 func (s *Store) index(ctx context.Context, tenant, sid string, now time.Time) {
-	key := indexKey(tenant)
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(now.UnixMilli()), Member: sid})
-		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now.Add(-s.cfg.TTL).UnixMilli(), 10))
-		p.PExpire(ctx, key, s.cfg.TTL)
-		return nil
-	})
+	s.r.Index(ctx, tenant, sid, now, s.cfg.TTL)
 }
 
 // digest fingerprints a normalized state's JSON; keyed when state is sealed,
@@ -140,34 +126,18 @@ func (s *Store) Load(ctx context.Context, tenant, sid string) (*spec.State, *Met
 // Get returns the session's meta, and its state when withState is set;
 // ErrNotFound when there is no such session.
 func (s *Store) Get(ctx context.Context, tenant, sid string, withState bool) (*Meta, *spec.State, error) {
-	k := sessionKeys(tenant, sid)
-	var hget *redis.MapStringStringCmd
-	var sget *redis.StringCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		hget = p.HGetAll(ctx, k.meta)
-		if withState {
-			sget = p.Get(ctx, k.state)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	h, blob, err := s.r.Get(ctx, tenant, sid, withState)
+	if err != nil {
 		return nil, nil, fmt.Errorf("get session %q: %w", sid, err)
 	}
-	m, ok := parseMeta(sid, hget.Val())
-	if !ok {
+	m, ok := parseMeta(sid, h)
+	if !ok || (withState && blob == nil) {
 		return nil, nil, fmt.Errorf("session %q: %w", sid, ErrNotFound)
 	}
 	if !withState {
 		return m, nil, nil
 	}
-	blob, err := sget.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("session %q: %w", sid, ErrNotFound)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get session %q: %w", sid, err)
-	}
-	st, err := DecodeState(blob, s.cfg.Key, k.tag)
+	st, err := DecodeState(blob, s.cfg.Key, s.r.KeysOf(tenant, sid).Tag)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load session %q: %w", sid, err)
 	}
@@ -201,15 +171,14 @@ func parseMeta(sid string, h map[string]string) (*Meta, bool) {
 // nothing (its Save and Touch return ErrDeleted). The line is kept: queued jobs of the session still run, and start
 // clean. It returns ErrNotFound when there was no session.
 func (s *Store) Delete(ctx context.Context, tenant, sid string, wait time.Duration) error {
-	k := sessionKeys(tenant, sid)
 	deadline := time.Now().Add(wait)
 	poll := min(max(s.cfg.Lease/20, 10*time.Millisecond), 100*time.Millisecond)
 	for {
-		n, err := s.rdb.Exists(ctx, k.lock).Result()
+		locked, err := s.r.Locked(ctx, tenant, sid)
 		if err != nil {
 			return fmt.Errorf("delete session %q: %w", sid, err)
 		}
-		if n == 0 || !time.Now().Before(deadline) {
+		if !locked || !time.Now().Before(deadline) {
 			break
 		}
 		t := time.NewTimer(min(poll, time.Until(deadline)))
@@ -220,12 +189,11 @@ func (s *Store) Delete(ctx context.Context, tenant, sid string, wait time.Durati
 		case <-t.C:
 		}
 	}
-	n, err := deleteScript.Run(ctx, s.rdb, []string{k.state, k.meta, k.fence, k.deleted}, s.cfg.LineTTL.Milliseconds()).Int64()
+	existed, err := s.r.Delete(ctx, tenant, sid, s.cfg.LineTTL)
 	if err != nil {
 		return fmt.Errorf("delete session %q: %w", sid, err)
 	}
-	_ = s.rdb.ZRem(ctx, k.index, sid).Err()
-	if n == 0 {
+	if !existed {
 		return fmt.Errorf("session %q: %w", sid, ErrNotFound)
 	}
 	return nil
@@ -240,7 +208,6 @@ func (s *Store) List(ctx context.Context, tenant string, cursor string, limit in
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	key := indexKey(tenant)
 	top, afterSID := "+inf", ""
 	var afterScore int64
 	if cursor != "" {
@@ -265,7 +232,7 @@ func (s *Store) List(ctx context.Context, tenant string, cursor string, limit in
 	more := false
 	for offset := int64(0); ; {
 		batch := int64(limit + 1 - len(out))
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: top, Min: "-inf", Offset: offset, Count: batch}).Result()
+		zs, err := s.r.IndexPage(ctx, tenant, top, offset, batch)
 		if err != nil {
 			return nil, "", fmt.Errorf("list sessions: %w", err)
 		}
@@ -280,21 +247,17 @@ func (s *Store) List(ctx context.Context, tenant string, cursor string, limit in
 			}
 			cand = append(cand, z)
 		}
-		cmds := make([]*redis.MapStringStringCmd, len(cand))
-		if len(cand) > 0 {
-			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i, z := range cand {
-					cmds[i] = p.HGetAll(ctx, sessionKeys(tenant, z.Member.(string)).meta)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, "", fmt.Errorf("list sessions: %w", err)
-			}
+		sids := make([]string, len(cand))
+		for i, z := range cand {
+			sids[i] = z.Member.(string)
+		}
+		metas, err := s.r.Metas(ctx, tenant, sids)
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
 		}
 		for i, z := range cand {
 			sid := z.Member.(string)
-			m, ok := parseMeta(sid, cmds[i].Val())
+			m, ok := parseMeta(sid, metas[i])
 			if !ok || !m.ExpiresAt.After(now) {
 				// Leave fresh entries alone: their session may be being
 				// created right now.
@@ -315,7 +278,7 @@ func (s *Store) List(ctx context.Context, tenant string, cursor string, limit in
 		}
 	}
 	if len(gone) > 0 {
-		_ = unindexScript.Run(ctx, s.rdb, []string{key}, gone...).Err()
+		_ = s.r.Unindex(ctx, tenant, gone)
 	}
 	next := ""
 	if more {

@@ -103,7 +103,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if len(tc.st.Origins) > 0 && (len(m.Origins) != 1 || m.Origins[0] != "https://app.example.com") {
 				t.Errorf("origins %v", m.Origins)
 			}
-			raw, err := rdb.Get(ctx, sessionKeys("acme", "rt").state).Bytes()
+			raw, err := rdb.Get(ctx, sessionKeys("acme", "rt").State).Bytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,10 +136,10 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			}
 			moved := sessionKeys("acme", "moved")
 			from := sessionKeys("acme", "rt")
-			h, _ := rdb.HGetAll(ctx, from.meta).Result()
-			rdb.Set(ctx, moved.state, raw, 0)
+			h, _ := rdb.HGetAll(ctx, from.Meta).Result()
+			rdb.Set(ctx, moved.State, raw, 0)
 			for f, v := range h {
-				rdb.HSet(ctx, moved.meta, f, v)
+				rdb.HSet(ctx, moved.Meta, f, v)
 			}
 			if _, _, err := s.Load(ctx, "acme", "moved"); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Load of a blob moved to another session = %v, want ErrCorrupt", err)
@@ -249,7 +249,7 @@ func TestTTLSlides(t *testing.T) {
 	if _, err := s.Save(ctx, l, richState()); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{k.state, k.meta, k.fence, k.line} {
+	for _, key := range []string{k.State, k.Meta, k.Fence, k.Line} {
 		if d, _ := rdb.PTTL(ctx, key).Result(); d <= 0 || d > ttl {
 			t.Errorf("%s expires in %v, want (0, %v]", key, d, ttl)
 		}
@@ -456,7 +456,7 @@ func TestListPaging(t *testing.T) {
 		want = append([]string{sid}, want...)
 		time.Sleep(2 * time.Millisecond)
 	}
-	idx := indexKey("acme")
+	idx := sessionKeys("acme", "").Index
 	// A stale entry (its session gone) older than the guard is skipped and dropped.
 	rdb.ZAdd(ctx, idx, redisZ(float64(time.Now().Add(-time.Minute).UnixMilli()), "gone"))
 

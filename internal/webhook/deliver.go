@@ -14,9 +14,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/egress"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -34,6 +34,16 @@ const (
 	OutcomeBlocked   = "blocked"   // the egress policy refused the address
 )
 
+// Errors recorded in [spec.Delivery].Error. Connection failures record the
+// egress codes (dns_failure, connection_refused, connection_failed,
+// tls_failure).
+const (
+	ErrorBlockedAddress = "blocked_address"
+	ErrorTimeout        = "timeout"
+	ErrorRedirect       = "redirect_not_followed"
+	ErrorInvalidSecret  = "invalid_webhook_secret"
+)
+
 // maxResponseBody is how much of a receiver's answer is read (and thrown
 // away) so that the connection can be reused.
 const maxResponseBody = 64 << 10
@@ -42,7 +52,7 @@ const maxResponseBody = 64 << 10
 // tenant that is no longer configured.
 var ErrUnknownTenant = errors.New("unknown tenant")
 
-// Config holds a [Deliverer]'s settings. Tenants and Redis are required.
+// Config holds a [Deliverer]'s settings. Tenants and Log are required.
 type Config struct {
 	// Policy is the egress policy deliveries dial through; nil means the
 	// zero policy (public addresses only).
@@ -51,11 +61,8 @@ type Config struct {
 	Schedule []time.Duration
 	// Tenants resolves a delivery's tenant to its webhook_secret.
 	Tenants *tenant.Registry
-	// Redis holds the delivery logs.
-	Redis redis.UniversalClient
-	// LogTTL is how long a delivery log is kept after its last attempt
-	// (24h by default).
-	LogTTL time.Duration
+	// Log keeps each job's and batch's delivery attempts.
+	Log *rdb.Deliveries
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives pagefleet_webhook_deliveries_total{outcome} and
@@ -72,9 +79,6 @@ func (c *Config) setDefaults() {
 	if len(c.Schedule) == 0 {
 		c.Schedule = DefaultSchedule
 	}
-	if c.LogTTL <= 0 {
-		c.LogTTL = 24 * time.Hour
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -87,8 +91,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Tenants == nil:
 		return errors.New("webhook: Config.Tenants is required")
-	case c.Redis == nil:
-		return errors.New("webhook: Config.Redis is required")
+	case c.Log == nil:
+		return errors.New("webhook: Config.Log is required")
 	}
 	for _, d := range c.Schedule {
 		if d < 0 {
@@ -286,7 +290,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// The log is written even when ctx has ended: the attempt happened.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := record(rctx, d.cfg.Redis, p.Owner, a, d.cfg.LogTTL); err != nil {
+	if err := d.cfg.Log.Record(rctx, p.Owner, a); err != nil {
 		// The delivery itself stands; failing it would send the event again.
 		log.Error("record webhook attempt", "err", err)
 	}

@@ -13,6 +13,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/pagefleet/pagefleet/internal/egress"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -129,7 +130,7 @@ func TestDeliveryVerifiedByReferenceLibrary(t *testing.T) {
 	if n := e.outcome(t, OutcomeDelivered); n != 2 {
 		t.Fatalf("delivered = %v", n)
 	}
-	if log, _ := Deliveries(ctx, e.rdb, "job_2"); len(log) != 0 {
+	if log, _ := rdb.NewDeliveries(e.rc, 0).List(ctx, "job_2"); len(log) != 0 {
 		t.Fatalf("job_2 log %+v", log)
 	}
 }

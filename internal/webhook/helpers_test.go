@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/egress"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -34,7 +35,7 @@ const (
 // env is one delivery setup: a redis-server, an asynq client, inspector and
 // in-process server running a Deliverer.
 type env struct {
-	rdb     *redis.Client
+	rc      *redis.Client
 	client  *asynq.Client
 	insp    *asynq.Inspector
 	d       *Deliverer
@@ -54,8 +55,8 @@ func newSecret() string {
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
 	srv := redistest.Start(t)
-	rdb := srv.Client(t, 0)
-	e := &env{rdb: rdb, reg: prometheus.NewRegistry(), secret: newSecret()}
+	rc := srv.Client(t, 0)
+	e := &env{rc: rc, reg: prometheus.NewRegistry(), secret: newSecret()}
 	var err error
 	e.tenants, err = tenant.New([]*tenant.Tenant{
 		{ID: tenantSigned, APIKeys: []string{"pf_test_acme_key"}, WebhookSecret: e.secret},
@@ -70,16 +71,16 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if cfg.Schedule == nil {
 		cfg.Schedule = ms(100, 100, 100, 100)
 	}
-	cfg.Tenants, cfg.Redis, cfg.Registerer = e.tenants, rdb, e.reg
+	cfg.Tenants, cfg.Log, cfg.Registerer = e.tenants, rdb.NewDeliveries(rc, 0), e.reg
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.d = NewDeliverer(cfg)
 	t.Cleanup(e.d.CloseIdleConnections)
 
-	e.client = asynq.NewClientFromRedisClient(rdb)
-	e.insp = asynq.NewInspectorFromRedisClient(rdb)
+	e.client = asynq.NewClientFromRedisClient(rc)
+	e.insp = asynq.NewInspectorFromRedisClient(rc)
 	mux := asynq.NewServeMux()
 	mux.Handle(jobs.KindWebhookDeliver, e.d)
-	as := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	as := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency:              4,
 		Queues:                   map[string]int{jobs.QueueWebhooks: 1},
 		RetryDelayFunc:           e.d.RetryDelay,
@@ -162,7 +163,7 @@ func (e *env) waitLog(t *testing.T, owner string, n int, timeout time.Duration) 
 	var log []spec.Delivery
 	waitFor(t, timeout, "delivery log", func() bool {
 		var err error
-		log, err = Deliveries(context.Background(), e.rdb, owner)
+		log, err = rdb.NewDeliveries(e.rc, 0).List(context.Background(), owner)
 		if err != nil {
 			t.Fatal(err)
 		}

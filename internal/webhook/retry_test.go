@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -19,7 +20,7 @@ import (
 func TestRetryDelay(t *testing.T) {
 	srv := redistest.Start(t)
 	reg, _ := tenant.New(nil)
-	d := NewDeliverer(Config{Schedule: []time.Duration{time.Second, time.Minute}, Tenants: reg, Redis: srv.Client(t, 0)})
+	d := NewDeliverer(Config{Schedule: []time.Duration{time.Second, time.Minute}, Tenants: reg, Log: rdb.NewDeliveries(srv.Client(t, 0), 0)})
 	task := asynq.NewTask(jobs.KindWebhookDeliver, nil)
 	plain := errors.New("503")
 	for _, tc := range []struct {
@@ -45,7 +46,7 @@ func TestRetryDelay(t *testing.T) {
 	}
 
 	// A long schedule is capped too.
-	d2 := NewDeliverer(Config{Schedule: []time.Duration{30 * time.Hour}, Tenants: reg, Redis: srv.Client(t, 0)})
+	d2 := NewDeliverer(Config{Schedule: []time.Duration{30 * time.Hour}, Tenants: reg, Log: rdb.NewDeliveries(srv.Client(t, 0), 0)})
 	if got := d2.RetryDelay(0, plain, task); got != MaxRetryDelay {
 		t.Errorf("RetryDelay = %v", got)
 	}
@@ -75,9 +76,9 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestNewDeliverTask(t *testing.T) {
 	srv := redistest.Start(t)
-	rdb := srv.Client(t, 0)
-	c := asynq.NewClientFromRedisClient(rdb)
-	insp := asynq.NewInspectorFromRedisClient(rdb)
+	rc := srv.Client(t, 0)
+	c := asynq.NewClientFromRedisClient(rc)
+	insp := asynq.NewInspectorFromRedisClient(rc)
 	body, err := NewEvent("job.succeeded", time.Now(), json.RawMessage(`{"id":"job_1"}`), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/batch"
 	"github.com/pagefleet/pagefleet/internal/fetch"
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -38,7 +38,7 @@ func (bulkBusyError) Is(target error) bool { return target == ErrTenantBusy }
 // Tenants and Queue are required.
 type BulkConfig struct {
 	Redis   redis.UniversalClient
-	Jobs    *jobstore.Store
+	Jobs    *rdb.Jobs
 	Tenants *tenant.Registry
 	// Queue enqueues fetch tasks and webhook events.
 	Queue *asynq.Client
@@ -82,7 +82,7 @@ func (c *BulkConfig) setDefaults() {
 // crawl's links, and the reaper of a dead worker's slots.
 type Bulk struct {
 	cfg   BulkConfig
-	store *batch.Store
+	store *rdb.Batches
 
 	busy     prometheus.Counter
 	expanded prometheus.Counter
@@ -94,7 +94,7 @@ type Bulk struct {
 
 // batchConf is what a worker keeps of a batch: its settings never change.
 type batchConf struct {
-	meta   *batch.Batch
+	meta   *rdb.Batch
 	filter *batch.Filter
 	mu     sync.Mutex
 	robots map[string]*batch.Robots
@@ -106,7 +106,7 @@ func NewBulk(cfg BulkConfig) *Bulk {
 	f := promauto.With(cfg.Registry)
 	return &Bulk{
 		cfg:   cfg,
-		store: batch.NewStore(cfg.Redis, cfg.Jobs),
+		store: rdb.NewBatches(cfg.Redis, cfg.Jobs),
 		busy: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_bulk_busy_total",
 			Help: "Batch job attempts handed back because their tenant ran as many bulk jobs as its running_bulk_jobs limit."}),
 		expanded: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_batch_jobs_expanded_total",
@@ -200,15 +200,15 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 	}
 	held := false
 	switch res {
-	case batch.SlotBusy:
+	case rdb.Busy:
 		b.busy.Inc()
 		return ErrBulkBusy
-	case batch.SlotHeld:
+	case rdb.SlotHeld:
 		// Another attempt of this job runs it (a replacement put in by the
 		// reaper, or the original): this duplicate has nothing to do.
 		b.cfg.Logger.Info("duplicate delivery of a running batch job dropped", "job", p.JobID, "batch", p.BatchID)
 		return nil
-	case batch.SlotEnded:
+	case rdb.SlotEnded:
 		err = next.ProcessTask(ctx, t) // drops the task; re-sends the job's events
 	default:
 		held = true
@@ -237,7 +237,7 @@ func (b *Bulk) runBulk(ctx context.Context, t *asynq.Task, p *jobs.RunPayload, n
 		}
 		cancel()
 		if serr != nil {
-			if !errors.Is(serr, batch.ErrNotFound) {
+			if !errors.Is(serr, rdb.ErrBatchNotFound) {
 				b.cfg.Logger.Warn("release bulk slot", "job", p.JobID, "tenant", p.Tenant, "err", serr)
 			}
 			settle = false
@@ -282,7 +282,7 @@ func (b *Bulk) hold(ctx context.Context, p *jobs.RunPayload) (stop func()) {
 func (b *Bulk) settle(ctx context.Context, id string, redelivery bool) {
 	st, now, err := b.store.Settle(ctx, id)
 	if err != nil {
-		if !errors.Is(err, batch.ErrNotFound) {
+		if !errors.Is(err, rdb.ErrBatchNotFound) {
 			b.cfg.Logger.Error("settle batch", "batch", id, "err", err)
 		}
 		return
@@ -329,7 +329,7 @@ func (b *Bulk) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job) 
 	}
 	c, err := b.conf(ctx, p.BatchID)
 	if err != nil {
-		if !errors.Is(err, batch.ErrNotFound) {
+		if !errors.Is(err, rdb.ErrBatchNotFound) {
 			b.cfg.Logger.Error("read batch", "batch", p.BatchID, "job", p.JobID, "err", err)
 		}
 		return
@@ -356,7 +356,7 @@ func (b *Bulk) Swept(ctx context.Context, p *jobs.RunPayload) {
 
 // pageEvent enqueues batch.page for job once: its webhook-id is derived
 // from the job, its attempts are logged under the batch.
-func (b *Bulk) pageEvent(ctx context.Context, m *batch.Batch, job *spec.Job) error {
+func (b *Bulk) pageEvent(ctx context.Context, m *rdb.Batch, job *spec.Job) error {
 	body, err := webhook.NewEvent(spec.EventBatchPage, time.Now(), job, m.Webhook.Metadata)
 	if err != nil {
 		return err
@@ -440,15 +440,15 @@ func (b *Bulk) robots(ctx context.Context, c *batchConf, origin string) *batch.R
 func (b *Bulk) loadRobots(ctx context.Context, id, origin string) *batch.Robots {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if r, ok, err := b.store.Robots(ctx, id, origin); err == nil && ok {
-			return r
+		if f, ok, err := b.store.Robots(ctx, id, origin); err == nil && ok {
+			return robotsRules(f)
 		}
 		if got, err := b.store.LockRobots(ctx, id, origin, 30*time.Second); err == nil && got {
-			r, text, allow, deny := b.fetchRobots(ctx, origin)
-			if err := b.store.SetRobots(ctx, id, origin, text, allow, deny); err != nil {
+			f := b.fetchRobots(ctx, origin)
+			if err := b.store.SetRobots(ctx, id, origin, f); err != nil {
 				b.cfg.Logger.Warn("store robots.txt", "batch", id, "origin", origin, "err", err)
 			}
-			return r
+			return robotsRules(f)
 		}
 		select {
 		case <-ctx.Done():
@@ -459,27 +459,38 @@ func (b *Bulk) loadRobots(ctx context.Context, id, origin string) *batch.Robots 
 	return batch.DenyAll
 }
 
+// robotsRules are the rules of a robots.txt outcome.
+func robotsRules(f rdb.RobotsFile) *batch.Robots {
+	switch {
+	case f.AllowAll:
+		return batch.AllowAll
+	case f.DenyAll:
+		return batch.DenyAll
+	}
+	return batch.ParseRobots(f.Text)
+}
+
 // fetchRobots reads origin's robots.txt: 2xx is parsed, 4xx allows
 // everything, a 5xx or an unreachable site allows nothing (RFC 9309).
-func (b *Bulk) fetchRobots(ctx context.Context, origin string) (r *batch.Robots, text string, allow, deny bool) {
+func (b *Bulk) fetchRobots(ctx context.Context, origin string) rdb.RobotsFile {
 	if b.cfg.Fetcher == nil {
-		return batch.AllowAll, "", true, false
+		return rdb.RobotsFile{AllowAll: true}
 	}
 	resp, err := b.cfg.Fetcher.Do(ctx, fetch.Request{URL: origin + "/robots.txt", Timeout: 10 * time.Second})
 	switch {
 	case err != nil:
 		b.cfg.Logger.Info("robots.txt unreachable; the origin is skipped", "origin", origin, "err", err)
-		return batch.DenyAll, "", false, true
+		return rdb.RobotsFile{DenyAll: true}
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return batch.ParseRobots(resp.Body), resp.Body, false, false
+		return rdb.RobotsFile{Text: resp.Body}
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return batch.AllowAll, "", true, false
+		return rdb.RobotsFile{AllowAll: true}
 	}
-	return batch.DenyAll, "", false, true
+	return rdb.RobotsFile{DenyAll: true}
 }
 
 // payload is the fetch task of a batch job.
-func (b *Bulk) payload(m *batch.Batch, jobID, url string, depth int) *jobs.RunPayload {
+func (b *Bulk) payload(m *rdb.Batch, jobID, url string, depth int) *jobs.RunPayload {
 	req := m.Template
 	req.URL = url
 	return &jobs.RunPayload{JobID: jobID, Tenant: m.Tenant, Kind: spec.KindFetch, BatchID: m.ID, Depth: depth,
@@ -538,7 +549,7 @@ func (b *Bulk) ProcessExpand(ctx context.Context, t *asynq.Task) error {
 	}
 	log := b.cfg.Logger.With("batch", p.BatchID, "tenant", p.Tenant)
 	c, err := b.conf(ctx, p.BatchID)
-	if errors.Is(err, batch.ErrNotFound) {
+	if errors.Is(err, rdb.ErrBatchNotFound) {
 		log.Warn("batch to expand is gone")
 		return nil
 	}
@@ -598,7 +609,7 @@ func (b *Bulk) ProcessExpand(ctx context.Context, t *asynq.Task) error {
 
 // reenqueue enqueues again the tasks of the first n jobs that are still
 // queued (their enqueue may have been cut short by a crash).
-func (b *Bulk) reenqueue(ctx context.Context, m *batch.Batch, n int) error {
+func (b *Bulk) reenqueue(ctx context.Context, m *rdb.Batch, n int) error {
 	for i := 0; i < n; i += expandChunk {
 		ids, err := b.store.JobIDs(ctx, m.ID, int64(i), int64(min(expandChunk, n-i)))
 		if err != nil {
@@ -652,7 +663,7 @@ func (b *Bulk) requeueLapsed(ctx context.Context, tenantID, id string) error {
 		return err
 	}
 	in, err := b.cfg.Jobs.Get(ctx, tenantID, id, false)
-	if errors.Is(err, jobstore.ErrNotFound) {
+	if errors.Is(err, rdb.ErrJobNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -665,8 +676,7 @@ func (b *Bulk) requeueLapsed(ctx context.Context, tenantID, id string) error {
 	if err != nil {
 		return err
 	}
-	depth, _ := b.cfg.Redis.HGet(ctx, jobstore.Key(id), "depth").Int()
-	p := b.payload(c.meta, id, in.Job.URL, depth)
+	p := b.payload(c.meta, id, in.Job.URL, in.Depth)
 	p.Kind = in.Job.Kind
 	task, err := jobs.NewRunTask(p)
 	if err != nil {

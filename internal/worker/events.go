@@ -7,7 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -53,7 +53,7 @@ func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) {
 	ctx = context.WithoutCancel(ctx)
 	in, err := w.Jobs.Get(ctx, p.Tenant, p.JobID, true)
 	if err != nil {
-		if err != jobstore.ErrNotFound {
+		if err != rdb.ErrJobNotFound {
 			w.Logger.Error("read ended job", "job", p.JobID, "err", err)
 		}
 		return

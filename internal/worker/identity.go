@@ -6,6 +6,7 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/identity"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -21,7 +22,7 @@ func (w *Worker) loadIdentity(ctx context.Context, tenantID string, req *spec.Re
 		return nil, nil
 	}
 	p, err := w.Identities.Get(ctx, tenantID, req.Identity)
-	if errors.Is(err, identity.ErrNotFound) {
+	if errors.Is(err, rdb.ErrIdentityNotFound) {
 		return nil, spec.Errorf(CodeIdentityNotFound, false, "identity %q does not exist (deleted after the job was accepted?)", req.Identity)
 	}
 	if err != nil {

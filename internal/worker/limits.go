@@ -6,9 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
 )
@@ -32,21 +30,6 @@ const (
 	runRenew = 10 * time.Second
 )
 
-// RunningKey is the sorted set of a tenant's running job ids, each scored by
-// the expiry of its lease (Unix milliseconds, Redis clock).
-func RunningKey(tenantID string) string { return "{pf}:t:" + tenantID + ":running" }
-
-// renewSlotScript extends a lease that is still held (a lapsed one is taken
-// again: the job runs either way).
-var renewSlotScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], lease * 2)
-return 1
-`)
-
 // TenantRunningLimit adapts a tenant registry to Deps.RunningLimit: the
 // tenant's running_jobs limit, 0 (no limit) for a tenant it does not know.
 func TenantRunningLimit(r *tenant.Registry) func(tenantID string) int {
@@ -60,15 +43,15 @@ func TenantRunningLimit(r *tenant.Registry) func(tenantID string) int {
 
 // slotOf is the place p takes among its tenant's running jobs (Limit 0: the
 // tenant has no running_jobs limit).
-func (w *Worker) slotOf(p *jobs.RunPayload) jobstore.Slot {
+func (w *Worker) slotOf(p *jobs.RunPayload) rdb.RunSlot {
 	limit := 0
 	if w.RunningLimit != nil {
 		limit = w.RunningLimit(p.Tenant)
 	}
 	if limit <= 0 {
-		return jobstore.Slot{}
+		return rdb.RunSlot{}
 	}
-	return jobstore.Slot{Key: RunningKey(p.Tenant), Limit: limit, Lease: runLease}
+	return rdb.RunSlot{Tenant: p.Tenant, Limit: limit, Lease: runLease}
 }
 
 // heldSlot is a running job's place among its tenant's running jobs, its
@@ -76,7 +59,6 @@ func (w *Worker) slotOf(p *jobs.RunPayload) jobstore.Slot {
 type heldSlot struct {
 	w    *Worker
 	p    *jobs.RunPayload
-	key  string
 	stop func() // stops renewing the lease
 	left bool   // Finish gave the place back
 }
@@ -93,16 +75,16 @@ func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, n int) (stopped 
 	if err != nil {
 		return "", nil, err
 	}
-	if stopped == jobstore.Busy {
+	if stopped == rdb.Busy {
 		w.Logger.Debug("tenant at its running_jobs limit; task handed back", "job", p.JobID, "tenant", p.Tenant, "limit", s.Limit)
 		return "", nil, ErrTenantBusy
 	}
-	if stopped != "" || s.Key == "" {
+	if stopped != "" || s.Limit == 0 {
 		return stopped, nil, nil
 	}
-	h := &heldSlot{w: w, p: p, key: s.Key}
+	h := &heldSlot{w: w, p: p}
 	h.stop = renewEvery(ctx, runRenew, func(rctx context.Context) {
-		err := renewSlotScript.Run(rctx, w.Redis, []string{s.Key}, p.JobID, runLease.Milliseconds()).Err()
+		err := w.Jobs.RenewRunning(rctx, p.Tenant, p.JobID, runLease)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			w.Logger.Warn("renew running_jobs slot", "job", p.JobID, "tenant", p.Tenant, "err", err)
 		}
@@ -110,12 +92,13 @@ func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, n int) (stopped 
 	return "", h, nil
 }
 
-// setKey is the set Finish leaves ("" without a slot).
-func (h *heldSlot) setKey() string {
+// tenant is the tenant whose running set Finish leaves ("" without a
+// slot).
+func (h *heldSlot) tenant() string {
 	if h == nil {
 		return ""
 	}
-	return h.key
+	return h.p.Tenant
 }
 
 // release stops renewing the lease and gives the place back, unless Finish
@@ -130,7 +113,7 @@ func (h *heldSlot) release() {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.w.Redis.ZRem(rctx, h.key, h.p.JobID).Err(); err != nil {
+	if err := h.w.Jobs.LeaveRunning(rctx, h.p.Tenant, h.p.JobID); err != nil {
 		h.w.Logger.Warn("release running_jobs slot", "job", h.p.JobID, "tenant", h.p.Tenant, "err", err)
 	}
 }

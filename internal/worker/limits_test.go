@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -18,10 +18,10 @@ import (
 // newLimitWorker is a worker with only what start uses.
 func newLimitWorker(t *testing.T, limits map[string]int) (*Worker, redis.UniversalClient) {
 	t.Helper()
-	rdb := redistest.Start(t).Client(t, 0)
-	w := &Worker{Deps: Deps{Redis: rdb, Jobs: jobstore.New(rdb, time.Hour), Logger: slog.New(slog.DiscardHandler),
+	rc := redistest.Start(t).Client(t, 0)
+	w := &Worker{Deps: Deps{Redis: rc, Jobs: rdb.NewJobs(rc, time.Hour), Logger: slog.New(slog.DiscardHandler),
 		RunningLimit: func(id string) int { return limits[id] }}}
-	return w, rdb
+	return w, rc
 }
 
 // takeRunSlot starts a job's first attempt the way ProcessRun does and
@@ -39,7 +39,7 @@ func queuedJob(t *testing.T, w *Worker, tenantID, id string) *jobs.RunPayload {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := w.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		w.Jobs.Create(ctx, p, jobstore.Record{ID: id, Tenant: tenantID, Kind: jobs.KindFetch, URL: "https://example.com/", CreatedAt: time.Now()})
+		w.Jobs.Create(ctx, p, rdb.JobRecord{ID: id, Tenant: tenantID, Kind: jobs.KindFetch, URL: "https://example.com/", CreatedAt: time.Now()})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func queuedJob(t *testing.T, w *Worker, tenantID, id string) *jobs.RunPayload {
 }
 
 func TestRunningJobsLimit(t *testing.T) {
-	w, rdb := newLimitWorker(t, map[string]int{"acme": 2, "globex": 1})
+	w, rc := newLimitWorker(t, map[string]int{"acme": 2, "globex": 1})
 	ctx := context.Background()
 	a1, a2, a3 := queuedJob(t, w, "acme", "job_a1"), queuedJob(t, w, "acme", "job_a2"), queuedJob(t, w, "acme", "job_a3")
 	g1 := queuedJob(t, w, "globex", "job_g1")
@@ -69,7 +69,7 @@ func TestRunningJobsLimit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("redelivered job: %v", err)
 	}
-	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 2 {
+	if n := rc.ZCard(ctx, runningKey("acme")).Val(); n != 2 {
 		t.Fatalf("%d places held, want 2", n)
 	}
 	// Other tenants are not affected.
@@ -97,40 +97,40 @@ func TestRunningJobsLimit(t *testing.T) {
 		t.Fatalf("cancelled job over the limit: %v", err)
 	}
 	r4()
-	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 2 {
+	if n := rc.ZCard(ctx, runningKey("acme")).Val(); n != 2 {
 		t.Fatalf("%d places held, want 2", n)
 	}
 	r2()
 	r3()
-	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 0 {
+	if n := rc.ZCard(ctx, runningKey("acme")).Val(); n != 0 {
 		t.Fatalf("%d places held after every release", n)
 	}
 }
 
 func TestRunningJobsLeaseLapses(t *testing.T) {
-	w, rdb := newLimitWorker(t, map[string]int{"acme": 1})
+	w, rc := newLimitWorker(t, map[string]int{"acme": 1})
 	ctx := context.Background()
 	// A worker that died holding a place: its lease expired a second ago.
-	rdb.ZAdd(ctx, RunningKey("acme"), redis.Z{Score: float64(time.Now().Add(-time.Second).UnixMilli()), Member: "job_dead"})
+	rc.ZAdd(ctx, runningKey("acme"), redis.Z{Score: float64(time.Now().Add(-time.Second).UnixMilli()), Member: "job_dead"})
 	release, err := w.takeRunSlot(ctx, queuedJob(t, w, "acme", "job_live"))
 	if err != nil {
 		t.Fatalf("a lapsed lease should free its place: %v", err)
 	}
 	defer release()
-	if rdb.ZScore(ctx, RunningKey("acme"), "job_dead").Err() != redis.Nil {
+	if rc.ZScore(ctx, runningKey("acme"), "job_dead").Err() != redis.Nil {
 		t.Error("the lapsed lease is still there")
 	}
-	if ttl := rdb.PTTL(ctx, RunningKey("acme")).Val(); ttl <= 0 || ttl > 2*runLease {
+	if ttl := rc.PTTL(ctx, runningKey("acme")).Val(); ttl <= 0 || ttl > 2*runLease {
 		t.Errorf("the set's TTL is %v, want up to %v", ttl, 2*runLease)
 	}
-	score := rdb.ZScore(ctx, RunningKey("acme"), "job_live").Val()
+	score := rc.ZScore(ctx, runningKey("acme"), "job_live").Val()
 	if left := time.Until(time.UnixMilli(int64(score))); left < runLease-5*time.Second || left > runLease+5*time.Second {
 		t.Errorf("lease ends in %v, want about %v", left, runLease)
 	}
 }
 
 func TestRunningJobsNoLimit(t *testing.T) {
-	w, rdb := newLimitWorker(t, map[string]int{})
+	w, rc := newLimitWorker(t, map[string]int{})
 	ctx := context.Background()
 	for i := range 5 {
 		release, err := w.takeRunSlot(ctx, queuedJob(t, w, "unknown", "job_"+string(rune('a'+i))))
@@ -139,7 +139,7 @@ func TestRunningJobsNoLimit(t *testing.T) {
 		}
 		defer release()
 	}
-	if n := rdb.Exists(ctx, RunningKey("unknown")).Val(); n != 0 {
+	if n := rc.Exists(ctx, runningKey("unknown")).Val(); n != 0 {
 		t.Error("a tenant without a limit should leave no running set")
 	}
 	w.RunningLimit = nil
@@ -176,17 +176,17 @@ func TestTenantRunningLimit(t *testing.T) {
 // The script that writes a job's outcome gives its place back: a job's
 // start and end each cost one round trip, slot included.
 func TestFinishGivesPlaceBack(t *testing.T) {
-	w, rdb := newLimitWorker(t, map[string]int{"acme": 1})
+	w, rc := newLimitWorker(t, map[string]int{"acme": 1})
 	ctx := context.Background()
 	p := queuedJob(t, w, "acme", "job_f1")
 	_, slot, err := w.start(ctx, p, 1)
 	if err != nil || slot == nil {
 		t.Fatalf("start: slot %v err %v", slot, err)
 	}
-	if err := w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: "succeeded", Slot: slot.setKey()}); err != nil {
+	if err := w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: "succeeded", LeaveRunning: slot.tenant()}); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 0 {
+	if n := rc.ZCard(ctx, runningKey("acme")).Val(); n != 0 {
 		t.Fatalf("%d places held after Finish", n)
 	}
 	// The next job of the tenant runs at once.
@@ -198,11 +198,15 @@ func TestFinishGivesPlaceBack(t *testing.T) {
 	slot.left = true
 	slot.release()
 	// Finish of a job that had ended already still leaves its place.
-	rdb.ZAdd(ctx, RunningKey("acme"), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "job_f1"})
-	if err := w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: "failed", Slot: RunningKey("acme")}); !errors.Is(err, jobstore.ErrConflict) {
+	rc.ZAdd(ctx, runningKey("acme"), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "job_f1"})
+	if err := w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: "failed", LeaveRunning: "acme"}); !errors.Is(err, rdb.ErrJobEnded) {
 		t.Fatalf("second Finish: %v, want ErrConflict", err)
 	}
-	if n := rdb.ZCard(ctx, RunningKey("acme")).Val(); n != 0 {
+	if n := rc.ZCard(ctx, runningKey("acme")).Val(); n != 0 {
 		t.Fatalf("%d places held after a conflicting Finish", n)
 	}
 }
+
+// runningKey is the sorted set of a tenant's running jobs, which these
+// tests look at.
+func runningKey(tenant string) string { return "{pf}:t:" + tenant + ":running" }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -109,13 +109,13 @@ func (w *Worker) endArchived(ctx context.Context, t *asynq.TaskInfo) (int, error
 	jerr := spec.Errorf(spec.CodeRetriesExhausted, true,
 		"the job's task was given up without an outcome (%s); submit it again", why)
 	n := 0
-	switch err := w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: spec.StatusFailed, Error: jerr}); {
+	switch err := w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: spec.StatusFailed, Error: jerr}); {
 	case err == nil:
 		n = 1
 		w.jobsDone.WithLabelValues(p.Kind, spec.StatusFailed).Inc()
 		w.swept.Inc()
 		w.Logger.Warn("job ended by the sweep: its task was archived", "job", p.JobID, "tenant", p.Tenant, "last_error", why)
-	case errors.Is(err, jobstore.ErrConflict):
+	case errors.Is(err, rdb.ErrJobEnded):
 	default:
 		return 0, fmt.Errorf("end job %s: %w", p.JobID, err)
 	}
@@ -135,12 +135,10 @@ func (w *Worker) endArchived(ctx context.Context, t *asynq.TaskInfo) (int, error
 
 // rerunExpand puts an archived batch expansion back in its queue.
 func (w *Worker) rerunExpand(ctx context.Context, t *asynq.TaskInfo) {
-	key := "{pf}:sweep:" + t.ID
-	n, err := w.Redis.Incr(ctx, key).Result()
+	n, err := w.Jobs.CountRerun(ctx, t.ID, 48*time.Hour)
 	if err != nil {
 		return
 	}
-	w.Redis.Expire(ctx, key, 48*time.Hour)
 	if n > expandReruns {
 		if n == expandReruns+1 {
 			w.Logger.Error("batch expansion keeps failing; left archived", "task", t.ID, "last_error", t.LastErr)

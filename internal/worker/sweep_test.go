@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -20,13 +20,13 @@ import (
 // put one in after the job's worker died) leaves the job alone; the
 // archived task of a job nothing else runs ends it.
 func TestSweepLeavesJobsOfReplacementTasks(t *testing.T) {
-	rdb := redistest.Start(t).Client(t, 0)
+	rc := redistest.Start(t).Client(t, 0)
 	ctx := context.Background()
-	js := jobstore.New(rdb, time.Hour)
-	w := New(Deps{Redis: rdb, Jobs: js, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
-	queue := asynq.NewClientFromRedisClient(rdb)
+	js := rdb.NewJobs(rc, time.Hour)
+	w := New(Deps{Redis: rc, Jobs: js, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	queue := asynq.NewClientFromRedisClient(rc)
 	defer queue.Close()
-	insp := asynq.NewInspectorFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rc)
 
 	enqueueArchived := func(id string) {
 		t.Helper()
@@ -45,8 +45,8 @@ func TestSweepLeavesJobsOfReplacementTasks(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"job_replaced", "job_lost"} {
-		if _, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			js.Create(ctx, pipe, jobstore.Record{ID: id, Tenant: "acme", Kind: jobs.KindFetch, URL: "https://example.com/", CreatedAt: time.Now()})
+		if _, err := rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			js.Create(ctx, pipe, rdb.JobRecord{ID: id, Tenant: "acme", Kind: jobs.KindFetch, URL: "https://example.com/", CreatedAt: time.Now()})
 			return nil
 		}); err != nil {
 			t.Fatal(err)

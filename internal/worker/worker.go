@@ -24,7 +24,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/identity"
-	"github.com/pagefleet/pagefleet/internal/jobstore"
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -48,7 +48,7 @@ type Fetcher interface {
 // Deps are the parts a worker uses.
 type Deps struct {
 	Redis    redis.UniversalClient
-	Jobs     *jobstore.Store
+	Jobs     *rdb.Jobs
 	Sessions *session.Store
 	Browser  Renderer
 	Fetcher  Fetcher
@@ -62,7 +62,7 @@ type Deps struct {
 	// Sweep).
 	Swept []func(ctx context.Context, p *jobs.RunPayload)
 	// Identities holds the identity profiles jobs name (nil: a store on Redis).
-	Identities *identity.Store
+	Identities *rdb.Identities
 	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
 	// over it are handed back with ErrTenantBusy (see limits.go).
 	RunningLimit func(tenantID string) int
@@ -92,7 +92,7 @@ func New(d Deps) *Worker {
 		d.Logger = slog.Default()
 	}
 	if d.Identities == nil {
-		d.Identities = identity.NewStore(d.Redis, identity.Config{})
+		d.Identities = rdb.NewIdentities(d.Redis, rdb.IdentitiesConfig{})
 	}
 	return &Worker{
 		Deps:    d,
@@ -135,24 +135,13 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 
 // CancelListener cancels running jobs when the API publishes a cancel.
 func (w *Worker) CancelListener(ctx context.Context) {
-	sub := w.Redis.Subscribe(ctx, jobstore.CancelChannel)
-	defer sub.Close()
-	ch := sub.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			w.mu.Lock()
-			if cancel := w.running[m.Payload]; cancel != nil {
-				cancel(errCancelled)
-			}
-			w.mu.Unlock()
+	w.Jobs.WatchCancels(ctx, func(id string) {
+		w.mu.Lock()
+		if cancel := w.running[id]; cancel != nil {
+			cancel(errCancelled)
 		}
-	}
+		w.mu.Unlock()
+	})
 }
 
 var errCancelled = errors.New("job cancelled by request")
@@ -194,7 +183,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		w.Logger.Error("bad payload", "kind", t.Type(), "err", err)
 		if p != nil && p.JobID != "" {
-			_ = w.Jobs.Finish(ctx, p.JobID, jobstore.Outcome{Status: spec.StatusFailed, Error: spec.Errorf(spec.CodeInternal, false, "%v", err)})
+			_ = w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: spec.StatusFailed, Error: spec.Errorf(spec.CodeInternal, false, "%v", err)})
 		}
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
@@ -322,14 +311,14 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		w.unlock(lease, false)
 		return out.err
 	}
-	o := jobstore.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, Slot: slot.setKey()}
+	o := rdb.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, LeaveRunning: slot.tenant()}
 	if out.err != nil {
 		o.Status, o.Error = spec.StatusFailed, out.err
 	}
 	if out.result != nil {
 		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
 	}
-	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, jobstore.ErrConflict) {
+	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, rdb.ErrJobEnded) {
 		w.unlock(lease, false)
 		return fmt.Errorf("write outcome: %w", err)
 	}
@@ -357,13 +346,13 @@ const outcomeRetryFor = 20 * time.Second
 // retried (its syncer's retries run on a context it has already cancelled),
 // so the job would only run again when asynq's recoverer finds its lease
 // lapsed, one to two minutes later.
-func (w *Worker) finish(ctx context.Context, id string, o jobstore.Outcome) error {
+func (w *Worker) finish(ctx context.Context, id string, o rdb.Outcome) error {
 	bg := context.WithoutCancel(ctx)
 	deadline := time.Now().Add(outcomeRetryFor)
 	delay := 200 * time.Millisecond
 	for {
 		err := w.Jobs.Finish(bg, id, o)
-		if err == nil || errors.Is(err, jobstore.ErrConflict) || time.Now().Add(delay).After(deadline) {
+		if err == nil || errors.Is(err, rdb.ErrJobEnded) || time.Now().Add(delay).After(deadline) {
 			return err
 		}
 		w.Logger.Warn("write outcome; retrying", "job", id, "err", err, "retry_in", delay)

@@ -2,6 +2,10 @@ package spec
 
 import "time"
 
+// MaxBatchURLs is the most URLs (or crawl pages) one batch may have; a
+// tenant's batch_size limit may be lower.
+const MaxBatchURLs = 100000
+
 // Batch kinds.
 const (
 	BatchKindURLs  = "urls"

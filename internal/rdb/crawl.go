@@ -1,4 +1,4 @@
-package batch
+package rdb
 
 import (
 	"context"
@@ -6,9 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 )
 
 // Child is a page a crawl job discovered: the job that fetches it.
@@ -24,7 +23,7 @@ type Child struct {
 // parent's discovery is pending, and it also returns the children the
 // parent created in an earlier run (a redelivery after a crash), so that
 // their tasks can be enqueued again. The job records carry the fields
-// jobstore.Create writes, plus parent and depth.
+// Create writes, plus parent and depth.
 //
 // KEYS: batch, seen, jobs list, parent job, tenant's active count,
 // tenant's job list.
@@ -76,8 +75,8 @@ return out
 // crawl job parent found, and returns the jobs to enqueue. It may be run
 // again for the same parent (it returns the same children); it adds nothing
 // once the parent's discovery is done or the batch is cancelled.
-func (s *Store) Discover(ctx context.Context, b *Batch, parent string, depth int, urls []string) ([]Child, error) {
-	maxPages := MaxURLs
+func (s *Batches) Discover(ctx context.Context, b *Batch, parent string, depth int, urls []string) ([]Child, error) {
+	maxPages := spec.MaxBatchURLs
 	if b.Crawl != nil && b.Crawl.MaxPages > 0 {
 		maxPages = b.Crawl.MaxPages
 	}
@@ -91,7 +90,7 @@ func (s *Store) Discover(ctx context.Context, b *Batch, parent string, depth int
 			args = append(args, u)
 		}
 	}
-	keys := []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID), jobstore.Key(parent), jobstore.ActiveKey(b.Tenant), jobstore.IndexKey(b.Tenant)}
+	keys := []string{BatchKey(b.ID), seenKey(b.ID), jobsKey(b.ID), JobKey(parent), ActiveKey(b.Tenant), JobIndexKey(b.Tenant)}
 	vals, err := discoverScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -112,47 +111,54 @@ return 1
 
 // DiscoveryDone closes the link discovery of a crawl job (once), after its
 // children's tasks were enqueued.
-func (s *Store) DiscoveryDone(ctx context.Context, batchID, parent string) error {
-	return discoveryDoneScript.Run(ctx, s.rdb, []string{Key(batchID), jobstore.Key(parent)}).Err()
+func (s *Batches) DiscoveryDone(ctx context.Context, batchID, parent string) error {
+	return discoveryDoneScript.Run(ctx, s.rdb, []string{BatchKey(batchID), JobKey(parent)}).Err()
 }
 
 // DiscoveryPending reports whether the crawl job's link discovery is still
 // to be done.
-func (s *Store) DiscoveryPending(ctx context.Context, jobID string) (bool, error) {
-	v, err := s.rdb.HGet(ctx, jobstore.Key(jobID), "disc").Result()
+func (s *Batches) DiscoveryPending(ctx context.Context, jobID string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, JobKey(jobID), "disc").Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
 	return v == "pending", err
 }
 
-// Robots returns the stored robots.txt rules of origin for the batch: the
-// text, "" for allow-all, and ok false when none was stored yet.
-func (s *Store) Robots(ctx context.Context, id, origin string) (rules *Robots, ok bool, err error) {
+// RobotsFile is what a crawl learned of an origin's robots.txt: its text,
+// or that everything is allowed (no file) or denied (the site failed).
+type RobotsFile struct {
+	Text     string
+	AllowAll bool
+	DenyAll  bool
+}
+
+// Robots returns the stored robots.txt of origin for the batch; ok is
+// false when none was stored yet.
+func (s *Batches) Robots(ctx context.Context, id, origin string) (f RobotsFile, ok bool, err error) {
 	v, err := s.rdb.HGet(ctx, robotsKey(id), origin).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil, false, nil
+		return f, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return f, false, err
 	}
 	switch v {
 	case "allow":
-		return AllowAll, true, nil
+		return RobotsFile{AllowAll: true}, true, nil
 	case "deny":
-		return DenyAll, true, nil
+		return RobotsFile{DenyAll: true}, true, nil
 	}
-	return ParseRobots(v[min(len(v), 5):]), true, nil
+	return RobotsFile{Text: v[min(len(v), 5):]}, true, nil
 }
 
-// SetRobots stores the robots.txt of origin for the batch: text when the
-// file was read, or allowAll / denyAll (see AllowAll and DenyAll).
-func (s *Store) SetRobots(ctx context.Context, id, origin, text string, allowAll, denyAll bool) error {
-	v := "text:" + text
+// SetRobots stores the robots.txt of origin for the batch.
+func (s *Batches) SetRobots(ctx context.Context, id, origin string, f RobotsFile) error {
+	v := "text:" + f.Text
 	switch {
-	case allowAll:
+	case f.AllowAll:
 		v = "allow"
-	case denyAll:
+	case f.DenyAll:
 		v = "deny"
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -165,7 +171,7 @@ func (s *Store) SetRobots(ctx context.Context, id, origin, text string, allowAll
 
 // LockRobots claims the fetch of origin's robots.txt for the batch for
 // ttl; only the caller that gets true fetches it.
-func (s *Store) LockRobots(ctx context.Context, id, origin string, ttl time.Duration) (bool, error) {
+func (s *Batches) LockRobots(ctx context.Context, id, origin string, ttl time.Duration) (bool, error) {
 	return s.rdb.SetNX(ctx, robotsKey(id)+":lock:"+strconv.Itoa(int(hash32(origin))), 1, ttl).Result()
 }
 

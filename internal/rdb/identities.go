@@ -1,11 +1,10 @@
-package identity
+package rdb
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,62 +14,58 @@ import (
 
 // Errors returned by the store. Callers test them with errors.Is.
 var (
-	// ErrNotFound means the tenant has no profile of that name.
-	ErrNotFound = errors.New("identity not found")
-	// ErrLimit means the tenant already has Config.MaxPerTenant profiles.
-	ErrLimit = errors.New("too many identities")
-	// ErrInvalidCursor means a List cursor was not produced by List.
-	ErrInvalidCursor = errors.New("invalid identity cursor")
+	// ErrIdentityNotFound means the tenant has no profile of that name.
+	ErrIdentityNotFound = errors.New("identity not found")
+	// ErrIdentityLimit means the tenant already has IdentitiesConfig.MaxPerTenant profiles.
+	ErrIdentityLimit = errors.New("too many identities")
 )
 
-// DefaultMaxPerTenant is how many profiles a tenant may keep by default.
-const DefaultMaxPerTenant = 1000
+// DefaultMaxIdentities is how many profiles a tenant may keep by default.
+const DefaultMaxIdentities = 1000
 
-// Config holds the store's settings; zero values take the defaults.
-type Config struct {
+// IdentitiesConfig holds the store's settings; zero values take the defaults.
+type IdentitiesConfig struct {
 	// MaxPerTenant bounds the profiles of one tenant (default 1000).
 	MaxPerTenant int
 }
 
-// Store keeps identity profiles in Redis. It is safe for concurrent use.
-type Store struct {
+// Identities keeps identity profiles in Redis. It is safe for concurrent use.
+type Identities struct {
 	rdb redis.UniversalClient
-	cfg Config
+	cfg IdentitiesConfig
 }
 
-// NewStore returns a store on rdb.
-func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
+// NewIdentities returns a store on rdb.
+func NewIdentities(rdb redis.UniversalClient, cfg IdentitiesConfig) *Identities {
 	if cfg.MaxPerTenant <= 0 {
-		cfg.MaxPerTenant = DefaultMaxPerTenant
+		cfg.MaxPerTenant = DefaultMaxIdentities
 	}
-	return &Store{rdb: rdb, cfg: cfg}
+	return &Identities{rdb: rdb, cfg: cfg}
 }
 
-var tenantEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
-
-// prefix is the key prefix of a tenant's profiles; the hash tag keeps all of
+// identityPrefix is the key identityPrefix of a tenant's profiles; the hash tag keeps all of
 // them in one Cluster slot.
-func prefix(tenant string) string { return "{pf}:{i:" + tenantEscaper.Replace(tenant) + "}:" }
+func identityPrefix(tenant string) string { return "{pf}:{i:" + tenantEscaper.Replace(tenant) + "}:" }
 
-func profileKey(tenant, name string) string { return prefix(tenant) + "identity:" + name }
+func identityKey(tenant, name string) string { return identityPrefix(tenant) + "identity:" + name }
 
-func indexKey(tenant string) string { return prefix(tenant) + "identities" }
+func identityIndexKey(tenant string) string { return identityPrefix(tenant) + "identities" }
 
-// stored is the profile JSON kept in the hash, without name and times.
-type stored struct {
+// storedIdentity is the profile JSON kept in the hash, without name and times.
+type storedIdentity struct {
 	UserAgent      string            `json:"user_agent,omitempty"`
 	Locale         string            `json:"locale,omitempty"`
 	Timezone       string            `json:"timezone,omitempty"`
 	AcceptLanguage string            `json:"accept_language,omitempty"`
-	Viewport       *Viewport         `json:"viewport,omitempty"`
+	Viewport       *spec.Viewport    `json:"viewport,omitempty"`
 	Headers        map[string]string `json:"headers,omitempty"`
 }
 
-// putScript creates or replaces a profile, keeping its created_at, and
+// putIdentityScript creates or replaces a profile, keeping its created_at, and
 // refuses a new one past the tenant's limit.
 // KEYS: profile, index. ARGV: name, profile JSON, now, max.
 // Returns {created_at, created (1/0)} or {-1} at the limit.
-var putScript = redis.NewScript(`
+var putIdentityScript = redis.NewScript(`
 local exists = redis.call('EXISTS', KEYS[1])
 if exists == 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
   return {-1}
@@ -83,23 +78,23 @@ return {redis.call('HGET', KEYS[1], 'created_at'), 1 - exists}
 
 // Put creates or replaces p (which must be valid and normalized) for
 // tenant, sets its times and reports whether it was created.
-func (s *Store) Put(ctx context.Context, tenant string, p *Profile) (created bool, err error) {
+func (s *Identities) Put(ctx context.Context, tenant string, p *spec.Identity) (created bool, err error) {
 	if !spec.ValidName(p.Name) {
 		return false, fmt.Errorf("put identity: invalid name %q", p.Name)
 	}
-	doc, err := json.Marshal(stored{UserAgent: p.UserAgent, Locale: p.Locale, Timezone: p.Timezone,
+	doc, err := json.Marshal(storedIdentity{UserAgent: p.UserAgent, Locale: p.Locale, Timezone: p.Timezone,
 		AcceptLanguage: p.AcceptLanguage, Viewport: p.Viewport, Headers: p.Headers})
 	if err != nil {
 		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
 	}
 	now := time.Now().UTC()
-	res, err := putScript.Run(ctx, s.rdb, []string{profileKey(tenant, p.Name), indexKey(tenant)},
+	res, err := putIdentityScript.Run(ctx, s.rdb, []string{identityKey(tenant, p.Name), identityIndexKey(tenant)},
 		p.Name, doc, now.Format(time.RFC3339Nano), s.cfg.MaxPerTenant).Slice()
 	if err != nil {
 		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
 	}
 	if n, ok := res[0].(int64); ok && n == -1 {
-		return false, ErrLimit
+		return false, ErrIdentityLimit
 	}
 	if len(res) != 2 {
 		return false, fmt.Errorf("put identity %q: unexpected reply %v", p.Name, res)
@@ -118,27 +113,27 @@ func (s *Store) Put(ctx context.Context, tenant string, p *Profile) (created boo
 }
 
 // Get returns the tenant's profile name.
-func (s *Store) Get(ctx context.Context, tenant, name string) (*Profile, error) {
+func (s *Identities) Get(ctx context.Context, tenant, name string) (*spec.Identity, error) {
 	if !spec.ValidName(name) {
-		return nil, ErrNotFound
+		return nil, ErrIdentityNotFound
 	}
-	vals, err := s.rdb.HMGet(ctx, profileKey(tenant, name), "profile", "created_at", "updated_at").Result()
+	vals, err := s.rdb.HMGet(ctx, identityKey(tenant, name), "profile", "created_at", "updated_at").Result()
 	if err != nil {
 		return nil, fmt.Errorf("get identity %q: %w", name, err)
 	}
-	return decode(name, vals)
+	return decodeIdentity(name, vals)
 }
 
-func decode(name string, vals []any) (*Profile, error) {
+func decodeIdentity(name string, vals []any) (*spec.Identity, error) {
 	doc, ok := vals[0].(string)
 	if !ok {
-		return nil, ErrNotFound
+		return nil, ErrIdentityNotFound
 	}
-	var st stored
+	var st storedIdentity
 	if err := json.Unmarshal([]byte(doc), &st); err != nil {
-		return nil, fmt.Errorf("decode identity %q: %w", name, err)
+		return nil, fmt.Errorf("decodeIdentity identity %q: %w", name, err)
 	}
-	p := &Profile{Name: name, UserAgent: st.UserAgent, Locale: st.Locale, Timezone: st.Timezone,
+	p := &spec.Identity{Name: name, UserAgent: st.UserAgent, Locale: st.Locale, Timezone: st.Timezone,
 		AcceptLanguage: st.AcceptLanguage, Viewport: st.Viewport, Headers: st.Headers}
 	if p.Headers == nil {
 		p.Headers = map[string]string{}
@@ -155,7 +150,7 @@ func decode(name string, vals []any) (*Profile, error) {
 // List returns up to limit of the tenant's profiles in name order, after
 // cursor ("" for the first page), and the cursor of the next page ("" on
 // the last one).
-func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]Profile, string, error) {
+func (s *Identities) List(ctx context.Context, tenant, cursor string, limit int) ([]spec.Identity, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -167,7 +162,7 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]P
 		}
 		lo = "(" + cursor
 	}
-	names, err := s.rdb.ZRangeByLex(ctx, indexKey(tenant), &redis.ZRangeBy{Min: lo, Max: "+", Count: int64(limit + 1)}).Result()
+	names, err := s.rdb.ZRangeByLex(ctx, identityIndexKey(tenant), &redis.ZRangeBy{Min: lo, Max: "+", Count: int64(limit + 1)}).Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("list identities: %w", err)
 	}
@@ -180,7 +175,7 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]P
 	if len(names) > 0 {
 		_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for i, n := range names {
-				cmds[i] = pipe.HMGet(ctx, profileKey(tenant, n), "profile", "created_at", "updated_at")
+				cmds[i] = pipe.HMGet(ctx, identityKey(tenant, n), "profile", "created_at", "updated_at")
 			}
 			return nil
 		})
@@ -188,10 +183,10 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]P
 			return nil, "", fmt.Errorf("list identities: %w", err)
 		}
 	}
-	out := make([]Profile, 0, len(names))
+	out := make([]spec.Identity, 0, len(names))
 	for i, n := range names {
-		p, err := decode(n, cmds[i].Val())
-		if errors.Is(err, ErrNotFound) {
+		p, err := decodeIdentity(n, cmds[i].Val())
+		if errors.Is(err, ErrIdentityNotFound) {
 			continue // deleted between the two reads
 		}
 		if err != nil {
@@ -204,21 +199,21 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]P
 
 // Delete removes the tenant's profile name. Jobs that already read it keep
 // running with it.
-func (s *Store) Delete(ctx context.Context, tenant, name string) error {
+func (s *Identities) Delete(ctx context.Context, tenant, name string) error {
 	if !spec.ValidName(name) {
-		return ErrNotFound
+		return ErrIdentityNotFound
 	}
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		del = pipe.Del(ctx, profileKey(tenant, name))
-		pipe.ZRem(ctx, indexKey(tenant), name)
+		del = pipe.Del(ctx, identityKey(tenant, name))
+		pipe.ZRem(ctx, identityIndexKey(tenant), name)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete identity %q: %w", name, err)
 	}
 	if del.Val() == 0 {
-		return ErrNotFound
+		return ErrIdentityNotFound
 	}
 	return nil
 }

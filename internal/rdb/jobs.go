@@ -3,7 +3,7 @@
 // scripts for every state change so that a cancelled or finished job is never
 // overwritten. Terminal changes are published so that waiting API calls wake
 // at once.
-package jobstore
+package rdb
 
 import (
 	"bytes"
@@ -32,33 +32,33 @@ const (
 	CancelChannel = "{pf}:cancel"
 )
 
-// ErrNotFound means no such job for that tenant (or it expired).
-var ErrNotFound = errors.New("job not found")
+// ErrJobNotFound means no such job for that tenant (or it expired).
+var ErrJobNotFound = errors.New("job not found")
 
-// ErrConflict means the job already ended.
-var ErrConflict = errors.New("job already ended")
+// ErrJobEnded means the job already ended.
+var ErrJobEnded = errors.New("job already ended")
 
-// Store reads and writes job records.
-type Store struct {
+// Jobs reads and writes job records.
+type Jobs struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
 }
 
-// New returns a store whose records live for ttl.
-func New(rdb redis.UniversalClient, ttl time.Duration) *Store {
+// NewJobs returns a store whose records live for ttl.
+func NewJobs(rdb redis.UniversalClient, ttl time.Duration) *Jobs {
 	if ttl <= 0 {
 		ttl = 24 * time.Hour
 	}
-	return &Store{rdb: rdb, ttl: ttl}
+	return &Jobs{rdb: rdb, ttl: ttl}
 }
 
 // TTL is the retention of records.
-func (s *Store) TTL() time.Duration { return s.ttl }
+func (s *Jobs) TTL() time.Duration { return s.ttl }
 
-// Key is the Redis key of a job record.
-func Key(id string) string { return "{pf}:job:" + id }
+// JobKey is the Redis key of a job record.
+func JobKey(id string) string { return "{pf}:job:" + id }
 
-func indexKey(tenant string) string { return "{pf}:t:" + tenant + ":jobs" }
+func jobIndexKey(tenant string) string { return "{pf}:t:" + tenant + ":jobs" }
 
 var idEnc = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
@@ -70,8 +70,8 @@ func NewID(prefix string) string {
 	return prefix + "_" + idEnc.EncodeToString(b[:])
 }
 
-// Record is what Create writes.
-type Record struct {
+// JobRecord is what Create writes.
+type JobRecord struct {
 	ID        string
 	Tenant    string
 	Kind      string
@@ -90,7 +90,7 @@ type Record struct {
 }
 
 // fields are the field/value pairs of r's queued record.
-func (r *Record) fields() []any {
+func (r *JobRecord) fields() []any {
 	fields := []any{"tenant", r.Tenant, "kind", r.Kind, "status", spec.StatusQueued,
 		"created_at", r.CreatedAt.UTC().Format(time.RFC3339Nano), "url", r.URL, "attempts", 0}
 	if r.SessionID != "" {
@@ -111,10 +111,10 @@ func (r *Record) fields() []any {
 
 // Create writes a new queued record into pipe (the caller executes it, with
 // other writes such as the session line, in one round trip).
-func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
-	pipe.HSet(ctx, Key(r.ID), r.fields()...)
-	pipe.PExpire(ctx, Key(r.ID), s.ttl)
-	pipe.ZAdd(ctx, indexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro() + int64(r.ListOrder)), Member: r.ID})
+func (s *Jobs) Create(ctx context.Context, pipe redis.Pipeliner, r JobRecord) {
+	pipe.HSet(ctx, JobKey(r.ID), r.fields()...)
+	pipe.PExpire(ctx, JobKey(r.ID), s.ttl)
+	pipe.ZAdd(ctx, jobIndexKey(r.Tenant), redis.Z{Score: float64(r.CreatedAt.UnixMicro() + int64(r.ListOrder)), Member: r.ID})
 	if r.BatchID == "" {
 		s.TrimIndex(ctx, pipe, r.Tenant)
 	}
@@ -123,15 +123,15 @@ func (s *Store) Create(ctx context.Context, pipe redis.Pipeliner, r Record) {
 // TrimIndex drops from the tenant's job list the entries older than the
 // records' lifetime and renews the list's own expiry, in pipe. Create does
 // it for a job outside batches; a batch does it once per chunk of jobs.
-func (s *Store) TrimIndex(ctx context.Context, pipe redis.Pipeliner, tenant string) {
-	pipe.ZRemRangeByScore(ctx, indexKey(tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
-	pipe.PExpire(ctx, indexKey(tenant), s.ttl)
+func (s *Jobs) TrimIndex(ctx context.Context, pipe redis.Pipeliner, tenant string) {
+	pipe.ZRemRangeByScore(ctx, jobIndexKey(tenant), "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
+	pipe.PExpire(ctx, jobIndexKey(tenant), s.ttl)
 }
 
-// IndexKey is the sorted set that lists the tenant's jobs for GET /v1/jobs,
-// scored by creation time in microseconds (plus Record.ListOrder). Scripts
+// JobIndexKey is the sorted set that lists the tenant's jobs for GET /v1/jobs,
+// scored by creation time in microseconds (plus JobRecord.ListOrder). Scripts
 // that create jobs themselves (a crawl's discovered pages) add to it.
-func IndexKey(tenant string) string { return indexKey(tenant) }
+func JobIndexKey(tenant string) string { return jobIndexKey(tenant) }
 
 // ActiveKey counts the tenant's jobs that have not ended.
 func ActiveKey(tenant string) string { return "{pf}:t:" + tenant + ":active" }
@@ -155,7 +155,7 @@ var (
 // Gate admits n new jobs for tenant: at most rps requests in the current
 // second and at most maxActive jobs not yet ended. On success the jobs hold
 // places in the active count until Release or their end.
-func (s *Store) Gate(ctx context.Context, tenant string, rps, maxActive, n int) error {
+func (s *Jobs) Gate(ctx context.Context, tenant string, rps, maxActive, n int) error {
 	sec := strconv.FormatInt(time.Now().Unix(), 10)
 	r, err := gateScript.Run(ctx, s.rdb, []string{"{pf}:t:" + tenant + ":rps:" + sec, ActiveKey(tenant)}, rps, maxActive, n).Int64()
 	if err != nil {
@@ -171,10 +171,11 @@ func (s *Store) Gate(ctx context.Context, tenant string, rps, maxActive, n int) 
 }
 
 // createGatedScript is gateScript for one job followed by what Create
-// writes, for the submit of a job without a session: one round trip and no
-// MULTI/EXEC. KEYS: rps counter, active count, record, tenant index. ARGV:
-// rps, maxActive, ttl (ms), score, trim-below score, id, then the record's
-// field/value pairs.
+// writes and, for a session job, the job's place at the end of its
+// session's line: one round trip and no MULTI/EXEC. KEYS: rps counter,
+// active count, record, tenant index[, session line]. ARGV: rps,
+// maxActive, ttl (ms), score, trim-below score, id, line ttl (ms), then
+// the record's field/value pairs.
 var createGatedScript = redis.NewScript(`
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
@@ -182,32 +183,41 @@ if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return -1 end
 local active = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[2]) > 0 and active + 1 > tonumber(ARGV[2]) then return -2 end
 redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+redis.call('HSET', KEYS[3], unpack(ARGV, 8))
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[5])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
+if KEYS[5] then
+  redis.call('RPUSH', KEYS[5], ARGV[6])
+  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+end
 return 1
 `)
 
 // CreateGated admits one new job as Gate does (at most rps requests in the
 // current second, at most maxActive jobs not yet ended) and writes its queued
-// record as Create does, in one script. r must have no BatchID. It returns
-// ErrRateLimited or ErrQueueFull when the job is not admitted; on success
-// the job holds a place in the active count (r.Counted is implied).
-func (s *Store) CreateGated(ctx context.Context, r Record, rps, maxActive int) error {
+// record as Create does, in one script; a job with a SessionID also takes
+// its place at the end of its session's line, whose expiry restarts at
+// lineTTL. r must have no BatchID. It returns ErrRateLimited or
+// ErrQueueFull when the job is not admitted; on success the job holds a
+// place in the active count (r.Counted is implied).
+func (s *Jobs) CreateGated(ctx context.Context, r JobRecord, rps, maxActive int, lineTTL time.Duration) error {
 	if r.BatchID != "" {
-		return errors.New("jobstore: CreateGated is for jobs outside batches")
+		return errors.New("rdb: CreateGated is for jobs outside batches")
 	}
 	r.Counted = true
 	fields := r.fields()
 	sec := strconv.FormatInt(time.Now().Unix(), 10)
-	args := make([]any, 0, 6+len(fields))
+	args := make([]any, 0, 7+len(fields))
 	args = append(args, rps, maxActive, s.ttl.Milliseconds(), r.CreatedAt.UnixMicro(),
-		time.Now().Add(-s.ttl).UnixMicro(), r.ID)
+		time.Now().Add(-s.ttl).UnixMicro(), r.ID, lineTTL.Milliseconds())
 	args = append(args, fields...)
-	res, err := createGatedScript.Run(ctx, s.rdb, []string{"{pf}:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant),
-		Key(r.ID), indexKey(r.Tenant)}, args...).Int64()
+	keys := []string{"{pf}:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant), JobKey(r.ID), jobIndexKey(r.Tenant)}
+	if r.SessionID != "" {
+		keys = append(keys, sessionKeys(r.Tenant, r.SessionID).Line)
+	}
+	res, err := createGatedScript.Run(ctx, s.rdb, keys, args...).Int64()
 	if err != nil {
 		return err
 	}
@@ -221,15 +231,15 @@ func (s *Store) CreateGated(ctx context.Context, r Record, rps, maxActive int) e
 }
 
 // Release gives back n places taken by Gate for jobs that were not created.
-func (s *Store) Release(ctx context.Context, tenant string, n int) {
+func (s *Jobs) Release(ctx context.Context, tenant string, n int) {
 	s.rdb.DecrBy(ctx, ActiveKey(tenant), int64(n))
 }
 
 // Delete removes a record (used when enqueueing failed after Create).
-func (s *Store) Delete(ctx context.Context, tenant, id string) error {
+func (s *Jobs) Delete(ctx context.Context, tenant, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, Key(id))
-		p.ZRem(ctx, indexKey(tenant), id)
+		p.Del(ctx, JobKey(id))
+		p.ZRem(ctx, jobIndexKey(tenant), id)
 		return nil
 	})
 	return err
@@ -247,8 +257,8 @@ return 1
 // record and gives back the job's place in the tenant's active count, in
 // one step, and only while the job is still queued (a job a worker started
 // did get its task). Repeating it is harmless.
-func (s *Store) Discard(ctx context.Context, tenant, id string) error {
-	return discardScript.Run(ctx, s.rdb, []string{Key(id), indexKey(tenant), ActiveKey(tenant)}, id).Err()
+func (s *Jobs) Discard(ctx context.Context, tenant, id string) error {
+	return discardScript.Run(ctx, s.rdb, []string{JobKey(id), jobIndexKey(tenant), ActiveKey(tenant)}, id).Err()
 }
 
 // BatchKey is the Redis hash of a batch (see internal/batch). Its counters —
@@ -293,7 +303,7 @@ if b and st == 'queued' and redis.call('HGET', '{pf}:batch:' .. b, 'cancel') == 
   return 'cancelled'
 end
 if KEYS[2] then
-  -- a place among the tenant's running jobs (a lease; see Slot)
+  -- a place among the tenant's running jobs (a lease; see RunSlot)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local lease = tonumber(ARGV[6])
@@ -319,31 +329,54 @@ var errBatchCancelled, _ = json.Marshal(&spec.Error{Code: spec.CodeCancelled, Me
 // Start marks the job running for attempt n. It returns the status that
 // stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
 // job may run. A queued job of a cancelled batch is cancelled instead.
-func (s *Store) Start(ctx context.Context, id string, attempt int) (string, error) {
-	return s.StartIn(ctx, id, attempt, Slot{})
+func (s *Jobs) Start(ctx context.Context, id string, attempt int) (string, error) {
+	return s.StartIn(ctx, id, attempt, RunSlot{})
 }
 
 // Busy is what StartIn returns when the job's slot set is full.
 const Busy = "busy"
 
-// Slot is a place among a tenant's running jobs: a sorted set of job ids
+// RunSlot is a place among a tenant's running jobs: a sorted set of job ids
 // scored by the end of their lease (Unix ms, Redis clock). StartIn takes the
 // place in the same script that starts the job, Finish gives it back in the
 // one that ends it; the worker renews the lease while the job runs, so the
 // places of a dead worker free themselves.
-type Slot struct {
-	Key   string // the sorted set; "" or Limit 0: no slot
-	Limit int
-	Lease time.Duration
+type RunSlot struct {
+	Tenant string // "" or Limit 0: no slot
+	Limit  int
+	Lease  time.Duration
+}
+
+func runningKey(tenant string) string { return "{pf}:t:" + tenant + ":running" }
+
+// renewRunningScript extends a running job's lease (a lapsed one is taken
+// again: the job runs either way).
+var renewRunningScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+return 1
+`)
+
+// RenewRunning extends job id's place among tenant's running jobs.
+func (s *Jobs) RenewRunning(ctx context.Context, tenant, id string, lease time.Duration) error {
+	return renewRunningScript.Run(ctx, s.rdb, []string{runningKey(tenant)}, id, lease.Milliseconds()).Err()
+}
+
+// LeaveRunning gives job id's place among tenant's running jobs back.
+func (s *Jobs) LeaveRunning(ctx context.Context, tenant, id string) error {
+	return s.rdb.ZRem(ctx, runningKey(tenant), id).Err()
 }
 
 // StartIn is Start that also takes a place in slot; when the set holds
 // Limit live places already it changes nothing and returns Busy (a job that
 // ended returns its status first).
-func (s *Store) StartIn(ctx context.Context, id string, attempt int, slot Slot) (string, error) {
-	keys := []string{Key(id)}
-	if slot.Key != "" && slot.Limit > 0 {
-		keys = append(keys, slot.Key)
+func (s *Jobs) StartIn(ctx context.Context, id string, attempt int, slot RunSlot) (string, error) {
+	keys := []string{JobKey(id)}
+	if slot.Tenant != "" && slot.Limit > 0 {
+		keys = append(keys, runningKey(slot.Tenant))
 	}
 	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), attempt,
 		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id).Text()
@@ -366,8 +399,8 @@ return st
 `)
 
 // Requeue puts a running job back to queued (a retry is coming).
-func (s *Store) Requeue(ctx context.Context, id string) error {
-	return requeueScript.Run(ctx, s.rdb, []string{Key(id)}).Err()
+func (s *Jobs) Requeue(ctx context.Context, id string) error {
+	return requeueScript.Run(ctx, s.rdb, []string{JobKey(id)}).Err()
 }
 
 var finishScript = redis.NewScript(batchMoveLua + `
@@ -389,14 +422,14 @@ type Outcome struct {
 	Result         *spec.Result
 	Error          *spec.Error
 	SessionUpdated bool
-	// Slot is the running-jobs set to leave (the Key of the Slot StartIn
-	// took); left even when the job had ended already.
-	Slot string
+	// LeaveRunning is the tenant whose running-jobs set the job leaves (the
+	// RunSlot StartIn took; "" for none), even when it had ended already.
+	LeaveRunning string
 }
 
 // Finish writes the outcome unless the job already ended (then it returns
-// ErrConflict and the stored outcome stays).
-func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
+// ErrJobEnded and the stored outcome stays).
+func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
 	var res []byte
 	if o.Result != nil {
 		b, err := json.Marshal(o.Result)
@@ -413,9 +446,9 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
 	if o.SessionUpdated {
 		upd = "1"
 	}
-	keys := []string{Key(id)}
-	if o.Slot != "" {
-		keys = append(keys, o.Slot)
+	keys := []string{JobKey(id)}
+	if o.LeaveRunning != "" {
+		keys = append(keys, runningKey(o.LeaveRunning))
 	}
 	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
 		res, eb, upd, EventsChannel, id).Text()
@@ -423,12 +456,12 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) error {
 		return err
 	}
 	if r != "ok" {
-		return ErrConflict
+		return ErrJobEnded
 	}
 	return nil
 }
 
-var cancelScript = redis.NewScript(batchMoveLua + `
+var cancelJobScript = redis.NewScript(batchMoveLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
@@ -441,51 +474,53 @@ return 'ok:' .. st
 `)
 
 // Cancel cancels a queued or running job of tenant. It returns the status the
-// job had, ErrNotFound, or ErrConflict when it already ended.
-func (s *Store) Cancel(ctx context.Context, tenant, id string) (string, error) {
+// job had, ErrJobNotFound, or ErrJobEnded when it already ended.
+func (s *Jobs) Cancel(ctx context.Context, tenant, id string) (string, error) {
 	eb, _ := json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "cancelled by request"})
-	r, err := cancelScript.Run(ctx, s.rdb, []string{Key(id)}, tenant, time.Now().UTC().Format(time.RFC3339Nano), eb,
+	r, err := cancelJobScript.Run(ctx, s.rdb, []string{JobKey(id)}, tenant, time.Now().UTC().Format(time.RFC3339Nano), eb,
 		EventsChannel, CancelChannel, id).Text()
 	if err != nil {
 		return "", err
 	}
 	switch {
 	case r == "missing":
-		return "", ErrNotFound
+		return "", ErrJobNotFound
 	case strings.HasPrefix(r, "ok:"):
 		return r[3:], nil
 	}
-	return r, ErrConflict
+	return r, ErrJobEnded
 }
 
-// Info is a stored record.
-type Info struct {
+// JobInfo is a stored record.
+type JobInfo struct {
 	Job       spec.Job
 	Tenant    string
 	SessionID string
 	Webhook   *spec.Webhook
+	// Depth is a crawl page's distance in links from the start page.
+	Depth int
 }
 
 // Get reads a job of tenant (tenant "" skips the check). withResult decodes
 // the result too.
-func (s *Store) Get(ctx context.Context, tenant, id string, withResult bool) (*Info, error) {
+func (s *Jobs) Get(ctx context.Context, tenant, id string, withResult bool) (*JobInfo, error) {
 	var m map[string]string
 	var err error
 	if withResult {
-		m, err = s.rdb.HGetAll(ctx, Key(id)).Result()
+		m, err = s.rdb.HGetAll(ctx, JobKey(id)).Result()
 	} else {
 		m, err = s.hgetNoResult(ctx, id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return decode(id, tenant, m)
+	return decodeJob(id, tenant, m)
 }
 
-var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook"}
+var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook", "depth"}
 
-func (s *Store) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
-	vals, err := s.rdb.HMGet(ctx, Key(id), fieldsNoResult...).Result()
+func (s *Jobs) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
+	vals, err := s.rdb.HMGet(ctx, JobKey(id), fieldsNoResult...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -503,19 +538,20 @@ func toMap(vals []any) map[string]string {
 }
 
 // Status returns the job's status, or "" when the record is gone.
-func (s *Store) Status(ctx context.Context, id string) (string, error) {
-	st, err := s.rdb.HGet(ctx, Key(id), "status").Result()
+func (s *Jobs) Status(ctx context.Context, id string) (string, error) {
+	st, err := s.rdb.HGet(ctx, JobKey(id), "status").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
 	return st, err
 }
 
-func decode(id, tenant string, m map[string]string) (*Info, error) {
+func decodeJob(id, tenant string, m map[string]string) (*JobInfo, error) {
 	if len(m) == 0 || m["status"] == "" || (tenant != "" && m["tenant"] != tenant) {
-		return nil, ErrNotFound
+		return nil, ErrJobNotFound
 	}
-	in := &Info{Tenant: m["tenant"], SessionID: m["session_id"]}
+	in := &JobInfo{Tenant: m["tenant"], SessionID: m["session_id"]}
+	in.Depth, _ = strconv.Atoi(m["depth"])
 	j := &in.Job
 	j.ID, j.Kind, j.Status, j.URL, j.BatchID = id, m["kind"], m["status"], m["url"], m["batch_id"]
 	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
@@ -536,11 +572,11 @@ func decode(id, tenant string, m map[string]string) (*Info, error) {
 	if r := m["result"]; r != "" {
 		b, err := decompress([]byte(r))
 		if err != nil {
-			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+			return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
 		}
 		j.Result = &spec.Result{}
 		if err := json.Unmarshal(b, j.Result); err != nil {
-			return nil, fmt.Errorf("decode result of %s: %w", id, err)
+			return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
 		}
 	}
 	if w := m["webhook"]; w != "" {
@@ -554,7 +590,7 @@ func decode(id, tenant string, m map[string]string) (*Info, error) {
 // all). cursor is the opaque next_cursor of the previous page: the score
 // and id of the last job it listed, so that jobs with equal scores are
 // neither skipped nor repeated. Another cursor is ErrInvalidCursor.
-func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
+func (s *Jobs) List(ctx context.Context, tenant, status, cursor string, limit int) ([]spec.Job, string, error) {
 	var after *listPos
 	if cursor != "" {
 		p, err := parseListCursor(cursor)
@@ -578,7 +614,7 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 		var offset int64
 		var zs []redis.Z
 		for {
-			got, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Offset: offset, Count: count}).Result()
+			got, err := s.rdb.ZRevRangeByScoreWithScores(ctx, jobIndexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Offset: offset, Count: count}).Result()
 			if err != nil {
 				return nil, "", err
 			}
@@ -596,7 +632,7 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, len(zs))
 		for i, z := range zs {
-			cmds[i] = pipe.HMGet(ctx, Key(z.Member.(string)), fieldsNoResult...)
+			cmds[i] = pipe.HMGet(ctx, JobKey(z.Member.(string)), fieldsNoResult...)
 		}
 		if len(zs) > 0 {
 			_, _ = pipe.Exec(ctx)
@@ -605,7 +641,7 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 		for i, z := range zs {
 			id := z.Member.(string)
 			last = &listPos{score: int64(z.Score), id: id}
-			in, err := decode(id, tenant, toMap(cmds[i].Val()))
+			in, err := decodeJob(id, tenant, toMap(cmds[i].Val()))
 			if err != nil {
 				stale = append(stale, id)
 				continue
@@ -619,7 +655,7 @@ func (s *Store) List(ctx context.Context, tenant, status, cursor string, limit i
 			}
 		}
 		if len(stale) > 0 {
-			s.rdb.ZRem(ctx, indexKey(tenant), stale...)
+			s.rdb.ZRem(ctx, jobIndexKey(tenant), stale...)
 		}
 		after = last
 	}
@@ -637,8 +673,8 @@ type listPos struct {
 
 func (p listPos) String() string { return strconv.FormatInt(p.score, 10) + "." + p.id }
 
-// ErrInvalidCursor is a List cursor that List did not give.
-var ErrInvalidCursor = errors.New("jobstore: invalid cursor")
+// ErrInvalidCursor is a list cursor that the list did not give.
+var ErrInvalidCursor = errors.New("rdb: invalid cursor")
 
 // parseListCursor reads a cursor of List. A bare score is the cursor of an
 // earlier version: everything below that score.
@@ -770,19 +806,55 @@ func (n *Notifier) Watch(id string) (<-chan struct{}, func()) {
 	}
 }
 
+// WatchCancels calls fn with the id of every job cancelled while it ran
+// (the API publishes them), until ctx ends.
+func (s *Jobs) WatchCancels(ctx context.Context, fn func(jobID string)) {
+	sub := s.rdb.Subscribe(ctx, CancelChannel)
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			fn(m.Payload)
+		}
+	}
+}
+
+// CountRerun counts one more rerun of task (an archived batch expansion
+// the sweep puts back) and returns how many there were; the count is kept
+// for ttl after the last one.
+func (s *Jobs) CountRerun(ctx context.Context, task string, ttl time.Duration) (int64, error) {
+	key := "{pf}:sweep:" + task
+	var n *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.Incr(ctx, key)
+		p.Expire(ctx, key, ttl)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n.Val(), nil
+}
+
 // taskField holds the id of the asynq task that now runs a job when it is
 // not the job id: a replacement task put in for a job whose worker died.
 const taskField = "task"
 
 // SetTask records that task now runs job id (see TaskOf).
-func (s *Store) SetTask(ctx context.Context, id, task string) error {
-	return s.rdb.HSet(ctx, Key(id), taskField, task).Err()
+func (s *Jobs) SetTask(ctx context.Context, id, task string) error {
+	return s.rdb.HSet(ctx, JobKey(id), taskField, task).Err()
 }
 
 // TaskOf returns the id of the asynq task that runs job id: the job id
 // unless a replacement was put in (see SetTask).
-func (s *Store) TaskOf(ctx context.Context, id string) (string, error) {
-	t, err := s.rdb.HGet(ctx, Key(id), taskField).Result()
+func (s *Jobs) TaskOf(ctx context.Context, id string) (string, error) {
+	t, err := s.rdb.HGet(ctx, JobKey(id), taskField).Result()
 	if errors.Is(err, redis.Nil) || t == "" {
 		return id, nil
 	}

@@ -1,4 +1,4 @@
-package session
+package rdb
 
 import "github.com/redis/go-redis/v9"
 

@@ -1,4 +1,4 @@
-package batch
+package rdb
 
 import (
 	"context"
@@ -11,28 +11,27 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // newStore returns a store on a redis-server of the test's own.
-func newStore(t *testing.T) (*Store, *jobstore.Store, *redis.Client) {
+func newStore(t *testing.T) (*Batches, *Jobs, *redis.Client) {
 	t.Helper()
 	s := redistest.Start(t)
 	rdb := s.Client(t, 0)
-	js := jobstore.New(rdb, time.Hour)
-	return NewStore(rdb, js), js, rdb
+	js := NewJobs(rdb, time.Hour)
+	return NewBatches(rdb, js), js, rdb
 }
 
 func newBatch(kind string) *Batch {
-	b := &Batch{ID: NewID(), Tenant: "acme", Kind: kind, CreatedAt: time.Now().UTC()}
+	b := &Batch{ID: NewBatchID(), Tenant: "acme", Kind: kind, CreatedAt: time.Now().UTC()}
 	b.Template.Normalize(spec.KindFetch)
 	return b
 }
 
 // checkSum fails when the counts do not add up to total.
-func checkSum(t *testing.T, s *Store, id string) *View {
+func checkSum(t *testing.T, s *Batches, id string) *BatchView {
 	t.Helper()
 	v, err := s.Get(context.Background(), "", id)
 	if err != nil {
@@ -44,7 +43,7 @@ func checkSum(t *testing.T, s *Store, id string) *View {
 	return v
 }
 
-func expandAll(t *testing.T, s *Store, b *Batch, urls []string) []string {
+func expandAll(t *testing.T, s *Batches, b *Batch, urls []string) []string {
 	t.Helper()
 	ids, cancelled, err := s.CreateChunk(context.Background(), b, 0, urls)
 	if err != nil || cancelled {
@@ -70,14 +69,14 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 	}
 	ids := expandAll(t, s, b, urls[:2])
 	if _, _, err := s.CreateChunk(ctx, b, 0, urls[:2]); !errors.Is(err, ErrExpandRace) {
-		t.Fatalf("second write of chunk 0: %v, want ErrExpandRace", err)
+		t.Fatalf("second write of batchChunk 0: %v, want ErrExpandRace", err)
 	}
 	more, _, err := s.CreateChunk(ctx, b, 2, urls[2:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids = append(ids, more...)
-	if ids[3] != JobID(b.ID, 3) {
+	if ids[3] != BatchJobID(b.ID, 3) {
 		t.Fatalf("job ids %v", ids)
 	}
 	checkSum(t, s, b.ID)
@@ -101,10 +100,10 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 		if i == 1 {
 			st = spec.StatusFailed
 		}
-		if err := js.Finish(ctx, id, jobstore.Outcome{Status: st, Result: &spec.Result{URL: urls[i]}}); err != nil {
+		if err := js.Finish(ctx, id, Outcome{Status: st, Result: &spec.Result{URL: urls[i]}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := js.Finish(ctx, id, jobstore.Outcome{Status: st}); !errors.Is(err, jobstore.ErrConflict) {
+		if err := js.Finish(ctx, id, Outcome{Status: st}); !errors.Is(err, ErrJobEnded) {
 			t.Fatal("second finish", err)
 		}
 		checkSum(t, s, b.ID)
@@ -127,10 +126,10 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 	if v.Succeeded != 3 || v.Failed != 1 || v.FinishedAt == nil {
 		t.Fatalf("completed: %+v", v)
 	}
-	if err := s.Cancel(ctx, "acme", b.ID); !errors.Is(err, ErrCompleted) {
+	if err := s.Cancel(ctx, "acme", b.ID); !errors.Is(err, ErrBatchCompleted) {
 		t.Fatalf("cancel a completed batch: %v", err)
 	}
-	if _, err := s.Get(ctx, "globex", b.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "globex", b.ID); !errors.Is(err, ErrBatchNotFound) {
 		t.Fatalf("another tenant's batch: %v", err)
 	}
 	list, next, err := s.List(ctx, "acme", "", 10)
@@ -148,7 +147,7 @@ func TestCancelBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := expandAll(t, s, b, urls[:3])
-	rdb.IncrBy(ctx, jobstore.ActiveKey("acme"), 4) // as the API's gate did
+	rdb.IncrBy(ctx, ActiveKey("acme"), 4) // as the API's gate did
 	js.Start(ctx, ids[0], 1)
 	if err := s.Cancel(ctx, "acme", b.ID); err != nil {
 		t.Fatal(err)
@@ -160,7 +159,7 @@ func TestCancelBatch(t *testing.T) {
 	// the rest of the expansion sees the cancel
 	more, cancelled, err := s.CreateChunk(ctx, b, 3, urls[3:])
 	if err != nil || !cancelled {
-		t.Fatalf("chunk after cancel: %v %v", cancelled, err)
+		t.Fatalf("batchChunk after cancel: %v %v", cancelled, err)
 	}
 	// a job that would start now is cancelled instead
 	if st, _ := js.Start(ctx, more[0], 1); st != spec.StatusCancelled {
@@ -173,7 +172,7 @@ func TestCancelBatch(t *testing.T) {
 	if r, _ := s.AcquireSlot(ctx, "acme", ids[0], 1, time.Minute, false); r != SlotTaken {
 		t.Fatal(r)
 	}
-	js.Finish(ctx, ids[0], jobstore.Outcome{Status: spec.StatusSucceeded})
+	js.Finish(ctx, ids[0], Outcome{Status: spec.StatusSucceeded})
 	if st, now, _ := s.ReleaseSlotAndSettle(ctx, "acme", ids[0], b.ID); st != spec.BatchCancelled || !now {
 		t.Fatalf("release and settle: %s %v", st, now)
 	}
@@ -184,7 +183,7 @@ func TestCancelBatch(t *testing.T) {
 	if v.Succeeded != 1 || v.Cancelled != 3 || v.FinishedAt == nil {
 		t.Fatalf("ended: %+v", v)
 	}
-	if n, _ := rdb.Get(ctx, jobstore.ActiveKey("acme")).Int(); n != 0 {
+	if n, _ := rdb.Get(ctx, ActiveKey("acme")).Int(); n != 0 {
 		t.Fatalf("active count after the batch ended: %d", n)
 	}
 	if err := s.Cancel(ctx, "acme", b.ID); err != nil {
@@ -206,7 +205,7 @@ func TestCrawlDiscovery(t *testing.T) {
 		t.Fatalf("new crawl: %+v", v)
 	}
 	js.Start(ctx, start, 1)
-	js.Finish(ctx, start, jobstore.Outcome{Status: spec.StatusSucceeded})
+	js.Finish(ctx, start, Outcome{Status: spec.StatusSucceeded})
 	if p, _ := s.DiscoveryPending(ctx, start); !p {
 		t.Fatal("discovery of the start page should be pending")
 	}
@@ -215,7 +214,7 @@ func TestCrawlDiscovery(t *testing.T) {
 	}
 	links := []string{"http://site.test/a", "http://site.test/b", "http://site.test/", "http://site.test/a"}
 	kids, err := s.Discover(ctx, b, start, 1, links)
-	if err != nil || len(kids) != 2 || kids[0].URL != links[0] || kids[1].JobID != JobID(b.ID, 2) {
+	if err != nil || len(kids) != 2 || kids[0].URL != links[0] || kids[1].JobID != BatchJobID(b.ID, 2) {
 		t.Fatalf("discover: %+v %v", kids, err)
 	}
 	again, err := s.Discover(ctx, b, start, 1, links) // a redelivery
@@ -232,7 +231,7 @@ func TestCrawlDiscovery(t *testing.T) {
 	}
 	// a child finds two more pages; max_pages 4 keeps one
 	js.Start(ctx, kids[0].JobID, 1)
-	js.Finish(ctx, kids[0].JobID, jobstore.Outcome{Status: spec.StatusSucceeded})
+	js.Finish(ctx, kids[0].JobID, Outcome{Status: spec.StatusSucceeded})
 	more, _ := s.Discover(ctx, b, kids[0].JobID, 2, []string{"http://site.test/c", "http://site.test/d", "http://site.test/b"})
 	if len(more) != 1 || more[0].URL != "http://site.test/c" {
 		t.Fatalf("max_pages: %+v", more)
@@ -240,7 +239,7 @@ func TestCrawlDiscovery(t *testing.T) {
 	s.DiscoveryDone(ctx, b.ID, kids[0].JobID)
 	for _, id := range []string{kids[1].JobID, more[0].JobID} {
 		js.Start(ctx, id, 1)
-		js.Finish(ctx, id, jobstore.Outcome{Status: spec.StatusFailed}) // failed: nothing to follow
+		js.Finish(ctx, id, Outcome{Status: spec.StatusFailed}) // failed: nothing to follow
 		checkSum(t, s, b.ID)
 	}
 	if st, now, _ := s.Settle(ctx, b.ID); st != spec.BatchCompleted || !now {
@@ -261,11 +260,11 @@ func TestSlots(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("job_slot%d", i)
 		p := rdb.Pipeline()
-		js.Create(ctx, p, jobstore.Record{ID: ids[i], Tenant: "acme", Kind: "fetch", CreatedAt: time.Now()})
+		js.Create(ctx, p, JobRecord{ID: ids[i], Tenant: "acme", Kind: "fetch", CreatedAt: time.Now()})
 		p.Exec(ctx)
 	}
 	lease := time.Minute
-	for i, want := range []string{SlotTaken, SlotTaken, SlotBusy} {
+	for i, want := range []string{SlotTaken, SlotTaken, Busy} {
 		if r, err := s.AcquireSlot(ctx, "acme", ids[i], 2, lease, false); err != nil || r != want {
 			t.Fatalf("acquire %d: %q %v, want %q", i, r, err, want)
 		}
@@ -280,7 +279,7 @@ func TestSlots(t *testing.T) {
 	if r, _ := s.AcquireSlot(ctx, "acme", ids[1], 2, lease, false); r != SlotTaken {
 		t.Fatalf("stale slot of a queued job: %q", r)
 	}
-	js.Finish(ctx, ids[0], jobstore.Outcome{Status: spec.StatusSucceeded})
+	js.Finish(ctx, ids[0], Outcome{Status: spec.StatusSucceeded})
 	if r, _ := s.AcquireSlot(ctx, "acme", ids[0], 5, lease, false); r != SlotEnded {
 		t.Fatalf("ended job: %q", r)
 	}
@@ -360,7 +359,7 @@ func TestCountsUnderConcurrency(t *testing.T) {
 				if i%7 == 0 {
 					js.Cancel(ctx, "acme", ids[i])
 				}
-				js.Finish(ctx, ids[i], jobstore.Outcome{Status: spec.StatusSucceeded})
+				js.Finish(ctx, ids[i], Outcome{Status: spec.StatusSucceeded})
 				s.Settle(ctx, b.ID)
 			}
 		}(w)

@@ -1,4 +1,4 @@
-package jobstore
+package rdb
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func TestBatchCountersMove(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t, 0)
-	s := New(rdb, time.Hour)
+	s := NewJobs(rdb, time.Hour)
 	const n = 6
 	bk := BatchKey("bat_x")
 	rdb.HSet(ctx, bk, "tenant", "acme", "kind", "urls", "status", "running", "total", n, "queued", n, "running", 0,
@@ -27,7 +27,7 @@ func TestBatchCountersMove(t *testing.T) {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("job_x%d", i)
 		ids = append(ids, id)
-		s.Create(ctx, pipe, Record{ID: id, Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: time.Now(), BatchID: "bat_x", Counted: true})
+		s.Create(ctx, pipe, JobRecord{ID: id, Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: time.Now(), BatchID: "bat_x", Counted: true})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestBatchCountersMove(t *testing.T) {
 	rdb.HSet(ctx, bk, "cancel", "1")
 	id := "job_x9"
 	pipe = rdb.Pipeline()
-	s.Create(ctx, pipe, Record{ID: id, Tenant: "acme", Kind: "fetch", CreatedAt: time.Now(), BatchID: "bat_x"})
+	s.Create(ctx, pipe, JobRecord{ID: id, Tenant: "acme", Kind: "fetch", CreatedAt: time.Now(), BatchID: "bat_x"})
 	pipe.HIncrBy(ctx, bk, "total", 1)
 	pipe.HIncrBy(ctx, bk, "queued", 1)
 	pipe.Exec(ctx)

@@ -1,4 +1,4 @@
-package batch
+package rdb
 
 import (
 	"context"
@@ -11,36 +11,32 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 // Errors of the store.
 var (
-	// ErrNotFound means no such batch for that tenant (or it expired).
-	ErrNotFound = errors.New("batch not found")
-	// ErrCompleted means the batch already completed.
-	ErrCompleted = errors.New("batch already completed")
+	// ErrBatchNotFound means no such batch for that tenant (or it expired).
+	ErrBatchNotFound = errors.New("batch not found")
+	// ErrBatchCompleted means the batch already completed.
+	ErrBatchCompleted = errors.New("batch already completed")
 )
 
-// Key is the Redis hash of a batch.
-func Key(id string) string { return jobstore.BatchKey(id) }
-
-func urlsKey(id string) string   { return Key(id) + ":urls" }
-func markKey(id string) string   { return Key(id) + ":expanded" }
-func jobsKey(id string) string   { return Key(id) + ":jobs" }
-func seenKey(id string) string   { return Key(id) + ":seen" }
-func robotsKey(id string) string { return Key(id) + ":robots" }
-func indexKey(tenant string) string {
+func urlsKey(id string) string   { return BatchKey(id) + ":urls" }
+func markKey(id string) string   { return BatchKey(id) + ":expanded" }
+func jobsKey(id string) string   { return BatchKey(id) + ":jobs" }
+func seenKey(id string) string   { return BatchKey(id) + ":seen" }
+func robotsKey(id string) string { return BatchKey(id) + ":robots" }
+func batchIndexKey(tenant string) string {
 	return "{pf}:t:" + tenant + ":batches"
 }
 
-// NewID returns a new time-ordered batch id, "bat_" and 26 characters.
-func NewID() string { return jobstore.NewID("bat") }
+// NewBatchID returns a new time-ordered batch id, "bat_" and 26 characters.
+func NewBatchID() string { return NewID("bat") }
 
-// JobID is the id of the job at index of a batch: derived, so that an
+// BatchJobID is the id of the job at index of a batch: derived, so that an
 // expansion that runs again after a crash writes the same jobs.
-func JobID(batchID string, index int) string { return jobPrefix(batchID) + strconv.Itoa(index) }
+func BatchJobID(batchID string, index int) string { return jobPrefix(batchID) + strconv.Itoa(index) }
 
 func jobPrefix(batchID string) string { return "job_" + strings.TrimPrefix(batchID, "bat_") }
 
@@ -57,32 +53,32 @@ type Batch struct {
 	Crawl    *spec.Crawl
 }
 
-// View is the batch object of GET /v1/batches/{id} with the tenant it
+// BatchView is the batch object of GET /v1/batches/{id} with the tenant it
 // belongs to. The counts always add up to Total.
-type View struct {
+type BatchView struct {
 	spec.Batch
 	tenant string
 }
 
 // Tenant is the batch's tenant.
-func (v *View) Tenant() string { return v.tenant }
+func (v *BatchView) Tenant() string { return v.tenant }
 
-// Store reads and writes batches.
-type Store struct {
+// Batches reads and writes batches.
+type Batches struct {
 	rdb  redis.UniversalClient
-	jobs *jobstore.Store
+	jobs *Jobs
 	ttl  time.Duration
 }
 
-// NewStore returns a store whose batches live as long as jobs' records.
-func NewStore(rdb redis.UniversalClient, jobs *jobstore.Store) *Store {
-	return &Store{rdb: rdb, jobs: jobs, ttl: jobs.TTL()}
+// NewBatches returns a store whose batches live as long as jobs' records.
+func NewBatches(rdb redis.UniversalClient, jobs *Jobs) *Batches {
+	return &Batches{rdb: rdb, jobs: jobs, ttl: jobs.TTL()}
 }
 
-// chunk is how many URLs or jobs one Redis command or pipeline handles.
-const chunk = 1000
+// batchChunk is how many URLs or jobs one Redis command or pipeline handles.
+const batchChunk = 1000
 
-func (s *Store) fields(b *Batch, total, open int) ([]any, error) {
+func (s *Batches) fields(b *Batch, total, open int) ([]any, error) {
 	tmpl, err := json.Marshal(&b.Template)
 	if err != nil {
 		return nil, fmt.Errorf("encode template: %w", err)
@@ -107,8 +103,8 @@ func (s *Store) fields(b *Batch, total, open int) ([]any, error) {
 	return f, nil
 }
 
-func (s *Store) index(ctx context.Context, p redis.Pipeliner, b *Batch) {
-	k := indexKey(b.Tenant)
+func (s *Batches) index(ctx context.Context, p redis.Pipeliner, b *Batch) {
+	k := batchIndexKey(b.Tenant)
 	p.ZAdd(ctx, k, redis.Z{Score: float64(b.CreatedAt.UnixMicro()), Member: b.ID})
 	p.ZRemRangeByScore(ctx, k, "-inf", strconv.FormatInt(time.Now().Add(-s.ttl).UnixMicro(), 10))
 	p.PExpire(ctx, k, s.ttl)
@@ -117,7 +113,7 @@ func (s *Store) index(ctx context.Context, p redis.Pipeliner, b *Batch) {
 // CreateURLs writes a list batch: its hash (total and queued = len(urls),
 // one open step: the expansion) and its URL list, in one transaction of
 // pipelined commands. The batch:expand task then turns the list into jobs.
-func (s *Store) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
+func (s *Batches) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
 	f, err := s.fields(b, len(urls), 1)
 	if err != nil {
 		return err
@@ -127,10 +123,10 @@ func (s *Store) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
 		args[i] = u
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, Key(b.ID), f...)
-		p.PExpire(ctx, Key(b.ID), s.ttl)
-		for i := 0; i < len(args); i += chunk {
-			p.RPush(ctx, urlsKey(b.ID), args[i:min(i+chunk, len(args))]...)
+		p.HSet(ctx, BatchKey(b.ID), f...)
+		p.PExpire(ctx, BatchKey(b.ID), s.ttl)
+		for i := 0; i < len(args); i += batchChunk {
+			p.RPush(ctx, urlsKey(b.ID), args[i:min(i+batchChunk, len(args))]...)
 		}
 		p.PExpire(ctx, urlsKey(b.ID), s.ttl)
 		s.index(ctx, p, b)
@@ -141,21 +137,21 @@ func (s *Store) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
 
 // CreateCrawl writes a crawl batch and its start job (index 0, depth 0) in
 // one transaction and returns the job id; the caller enqueues its task.
-func (s *Store) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
+func (s *Batches) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
 	f, err := s.fields(b, 1, 0)
 	if err != nil {
 		return "", err
 	}
-	id := JobID(b.ID, 0)
+	id := BatchJobID(b.ID, 0)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, Key(b.ID), f...)
+		p.HSet(ctx, BatchKey(b.ID), f...)
 		p.HSet(ctx, seenKey(b.ID), b.Crawl.StartURL, id)
 		p.RPush(ctx, jobsKey(b.ID), id)
-		s.jobs.Create(ctx, p, jobstore.Record{ID: id, Tenant: b.Tenant, Kind: spec.KindFetch, URL: b.Crawl.StartURL,
+		s.jobs.Create(ctx, p, JobRecord{ID: id, Tenant: b.Tenant, Kind: spec.KindFetch, URL: b.Crawl.StartURL,
 			CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true})
 		s.jobs.TrimIndex(ctx, p, b.Tenant)
-		p.HSet(ctx, jobstore.Key(id), "depth", 0)
-		for _, k := range []string{Key(b.ID), seenKey(b.ID), jobsKey(b.ID)} {
+		p.HSet(ctx, JobKey(id), "depth", 0)
+		for _, k := range []string{BatchKey(b.ID), seenKey(b.ID), jobsKey(b.ID)} {
 			p.PExpire(ctx, k, s.ttl)
 		}
 		s.index(ctx, p, b)
@@ -166,24 +162,24 @@ func (s *Store) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
 
 // Remove deletes a batch that could not be started (its first task could
 // not be enqueued), with the jobs it has.
-func (s *Store) Remove(ctx context.Context, b *Batch) error {
+func (s *Batches) Remove(ctx context.Context, b *Batch) error {
 	ids, err := s.rdb.LRange(ctx, jobsKey(b.ID), 0, -1).Result()
 	if err != nil {
 		return err
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
-			p.Del(ctx, jobstore.Key(id))
+			p.Del(ctx, JobKey(id))
 		}
 		if len(ids) > 0 {
 			members := make([]any, len(ids))
 			for i, id := range ids {
 				members[i] = id
 			}
-			p.ZRem(ctx, jobstore.IndexKey(b.Tenant), members...)
+			p.ZRem(ctx, JobIndexKey(b.Tenant), members...)
 		}
-		p.Del(ctx, Key(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID))
-		p.ZRem(ctx, indexKey(b.Tenant), b.ID)
+		p.Del(ctx, BatchKey(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID))
+		p.ZRem(ctx, batchIndexKey(b.Tenant), b.ID)
 		return nil
 	})
 	return err
@@ -192,13 +188,13 @@ func (s *Store) Remove(ctx context.Context, b *Batch) error {
 var viewFields = []string{"tenant", "kind", "status", "created_at", "finished_at", "total", "queued", "running",
 	"succeeded", "failed", "cancelled", "cancel", "crawl"}
 
-func decodeView(id, tenant string, vals []any) (*View, error) {
+func decodeView(id, tenant string, vals []any) (*BatchView, error) {
 	str := func(i int) string { s, _ := vals[i].(string); return s }
 	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
 	if str(0) == "" || str(2) == "" || (tenant != "" && str(0) != tenant) {
-		return nil, ErrNotFound
+		return nil, ErrBatchNotFound
 	}
-	v := &View{Batch: spec.Batch{ID: id, Kind: str(1), Status: str(2), Total: num(5), Queued: num(6), Running: num(7),
+	v := &BatchView{Batch: spec.Batch{ID: id, Kind: str(1), Status: str(2), Total: num(5), Queued: num(6), Running: num(7),
 		Succeeded: num(8), Failed: num(9), Cancelled: num(10)}, tenant: str(0)}
 	v.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(3))
 	if t, err := time.Parse(time.RFC3339Nano, str(4)); err == nil {
@@ -218,8 +214,8 @@ func decodeView(id, tenant string, vals []any) (*View, error) {
 
 // Get returns the batch's progress, read in one command so that its counts
 // add up. tenant "" skips the tenant check.
-func (s *Store) Get(ctx context.Context, tenant, id string) (*View, error) {
-	vals, err := s.rdb.HMGet(ctx, Key(id), viewFields...).Result()
+func (s *Batches) Get(ctx context.Context, tenant, id string) (*BatchView, error) {
+	vals, err := s.rdb.HMGet(ctx, BatchKey(id), viewFields...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -227,14 +223,14 @@ func (s *Store) Get(ctx context.Context, tenant, id string) (*View, error) {
 }
 
 // Meta returns what the batch was created with.
-func (s *Store) Meta(ctx context.Context, id string) (*Batch, error) {
-	vals, err := s.rdb.HMGet(ctx, Key(id), "tenant", "kind", "created_at", "template", "webhook", "crawl").Result()
+func (s *Batches) Meta(ctx context.Context, id string) (*Batch, error) {
+	vals, err := s.rdb.HMGet(ctx, BatchKey(id), "tenant", "kind", "created_at", "template", "webhook", "crawl").Result()
 	if err != nil {
 		return nil, err
 	}
 	str := func(i int) string { s, _ := vals[i].(string); return s }
 	if str(0) == "" {
-		return nil, ErrNotFound
+		return nil, ErrBatchNotFound
 	}
 	b := &Batch{ID: id, Tenant: str(0), Kind: str(1)}
 	b.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(2))
@@ -258,7 +254,7 @@ func (s *Store) Meta(ctx context.Context, id string) (*Batch, error) {
 
 // List returns the tenant's batches newest first; cursor is the
 // next_cursor of the previous page.
-func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]View, string, error) {
+func (s *Batches) List(ctx context.Context, tenant, cursor string, limit int) ([]BatchView, string, error) {
 	max := "+inf"
 	if cursor != "" {
 		n, err := strconv.ParseInt(cursor, 10, 64)
@@ -267,7 +263,7 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]V
 		}
 		max = "(" + strconv.FormatInt(n, 10)
 	}
-	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit) + 1}).Result()
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, batchIndexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit) + 1}).Result()
 	if err != nil {
 		return nil, "", err
 	}
@@ -278,20 +274,20 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]V
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(zs))
 	for i, z := range zs {
-		cmds[i] = pipe.HMGet(ctx, Key(z.Member.(string)), viewFields...)
+		cmds[i] = pipe.HMGet(ctx, BatchKey(z.Member.(string)), viewFields...)
 	}
 	if len(zs) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, "", err
 		}
 	}
-	out := []View{}
+	out := []BatchView{}
 	var stale []any
 	next := ""
 	for i, z := range zs {
 		next = strconv.FormatInt(int64(z.Score), 10)
 		v, err := decodeView(z.Member.(string), tenant, cmds[i].Val())
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrBatchNotFound) {
 			stale = append(stale, z.Member)
 			continue
 		}
@@ -301,7 +297,7 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]V
 		out = append(out, *v)
 	}
 	if len(stale) > 0 {
-		s.rdb.ZRem(ctx, indexKey(tenant), stale...)
+		s.rdb.ZRem(ctx, batchIndexKey(tenant), stale...)
 	}
 	if !more {
 		next = ""
@@ -310,16 +306,16 @@ func (s *Store) List(ctx context.Context, tenant, cursor string, limit int) ([]V
 }
 
 // JobIDs returns up to n job ids of the batch from index start, in order.
-func (s *Store) JobIDs(ctx context.Context, id string, start, n int64) ([]string, error) {
+func (s *Batches) JobIDs(ctx context.Context, id string, start, n int64) ([]string, error) {
 	return s.rdb.LRange(ctx, jobsKey(id), start, start+n-1).Result()
 }
 
 // JobCount is how many jobs the batch has so far.
-func (s *Store) JobCount(ctx context.Context, id string) (int64, error) {
+func (s *Batches) JobCount(ctx context.Context, id string) (int64, error) {
 	return s.rdb.LLen(ctx, jobsKey(id)).Result()
 }
 
-var cancelScript = redis.NewScript(`
+var cancelBatchScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'status', 'cancel')
 if not h[1] or h[1] ~= ARGV[1] then return 'missing' end
 if h[2] ~= 'running' then return h[2] end
@@ -330,18 +326,18 @@ return 'ok'
 // Cancel cancels the batch: from now on no job of it starts, the queued
 // ones are cancelled (this call cancels those that exist; the expansion and
 // the workers the rest), and the batch ends as cancelled once its running
-// jobs ended. It returns ErrNotFound, ErrCompleted, or nil (also for a
+// jobs ended. It returns ErrBatchNotFound, ErrBatchCompleted, or nil (also for a
 // batch cancelled before).
-func (s *Store) Cancel(ctx context.Context, tenant, id string) error {
-	r, err := cancelScript.Run(ctx, s.rdb, []string{Key(id)}, tenant).Text()
+func (s *Batches) Cancel(ctx context.Context, tenant, id string) error {
+	r, err := cancelBatchScript.Run(ctx, s.rdb, []string{BatchKey(id)}, tenant).Text()
 	if err != nil {
 		return err
 	}
 	switch r {
 	case "missing":
-		return ErrNotFound
+		return ErrBatchNotFound
 	case spec.BatchCompleted:
-		return ErrCompleted
+		return ErrBatchCompleted
 	case "ok":
 		_, err := s.Sweep(ctx, tenant, id, 0)
 		return err
@@ -349,12 +345,12 @@ func (s *Store) Cancel(ctx context.Context, tenant, id string) error {
 	return nil
 }
 
-// Sweep cancels the queued jobs of the batch from index start on, a chunk
+// Sweep cancels the queued jobs of the batch from index start on, a batchChunk
 // per round trip, and returns how many it cancelled.
-func (s *Store) Sweep(ctx context.Context, tenant, id string, start int64) (int, error) {
+func (s *Batches) Sweep(ctx context.Context, tenant, id string, start int64) (int, error) {
 	n := 0
 	for {
-		ids, err := s.JobIDs(ctx, id, start, chunk)
+		ids, err := s.JobIDs(ctx, id, start, batchChunk)
 		if err != nil {
 			return n, err
 		}
@@ -363,10 +359,10 @@ func (s *Store) Sweep(ctx context.Context, tenant, id string, start int64) (int,
 		if err != nil {
 			return n, err
 		}
-		if len(ids) < chunk {
+		if len(ids) < batchChunk {
 			return n, nil
 		}
-		start += chunk
+		start += batchChunk
 	}
 }
 
@@ -390,16 +386,16 @@ var settleScript = redis.NewScript(settleLua)
 // Settle completes the batch when nothing of it is queued, running or
 // open, exactly once. It returns the batch's status (running, completed,
 // cancelled) and whether this call ended it.
-func (s *Store) Settle(ctx context.Context, id string) (status string, now bool, err error) {
-	return settled(settleScript.Run(ctx, s.rdb, []string{Key(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text())
+func (s *Batches) Settle(ctx context.Context, id string) (status string, now bool, err error) {
+	return settled(settleScript.Run(ctx, s.rdb, []string{BatchKey(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text())
 }
 
 var releaseSettleScript = redis.NewScript(`redis.call('ZREM', KEYS[2], ARGV[2])` + settleLua)
 
 // ReleaseSlotAndSettle gives a batch job's bulk slot back and settles its
 // batch (see Settle), in one round trip.
-func (s *Store) ReleaseSlotAndSettle(ctx context.Context, tenant, jobID, batchID string) (status string, now bool, err error) {
-	return settled(releaseSettleScript.Run(ctx, s.rdb, []string{Key(batchID), slotsKey(tenant)},
+func (s *Batches) ReleaseSlotAndSettle(ctx context.Context, tenant, jobID, batchID string) (status string, now bool, err error) {
+	return settled(releaseSettleScript.Run(ctx, s.rdb, []string{BatchKey(batchID), slotsKey(tenant)},
 		time.Now().UTC().Format(time.RFC3339Nano), jobID).Text())
 }
 
@@ -408,7 +404,7 @@ func settled(r string, err error) (string, bool, error) {
 		return "", false, err
 	}
 	if r == "missing" {
-		return "", false, ErrNotFound
+		return "", false, ErrBatchNotFound
 	}
 	if st, ok := strings.CutPrefix(r, "now:"); ok {
 		return st, true, nil

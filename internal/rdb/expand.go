@@ -1,4 +1,4 @@
-package batch
+package rdb
 
 import (
 	"context"
@@ -7,11 +7,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
-// ErrExpandRace means another run of the batch's expansion wrote the chunk
+// ErrExpandRace means another run of the batch's expansion wrote the batchChunk
 // first (a redelivered task running next to the original).
 var ErrExpandRace = errors.New("batch expansion raced with another run")
 
@@ -24,9 +23,9 @@ type ExpandState struct {
 }
 
 // ExpandState reads how far the batch's expansion got.
-func (s *Store) ExpandState(ctx context.Context, id string) (*ExpandState, error) {
+func (s *Batches) ExpandState(ctx context.Context, id string) (*ExpandState, error) {
 	pipe := s.rdb.Pipeline()
-	h := pipe.HMGet(ctx, Key(id), "tenant", "total", "expand_done", "cancel")
+	h := pipe.HMGet(ctx, BatchKey(id), "tenant", "total", "expand_done", "cancel")
 	m := pipe.Get(ctx, markKey(id))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -34,7 +33,7 @@ func (s *Store) ExpandState(ctx context.Context, id string) (*ExpandState, error
 	vals := h.Val()
 	str := func(i int) string { s, _ := vals[i].(string); return s }
 	if str(0) == "" {
-		return nil, ErrNotFound
+		return nil, ErrBatchNotFound
 	}
 	st := &ExpandState{Done: str(2) == "1", Cancelled: str(3) == "1"}
 	st.Total, _ = strconv.Atoi(str(1))
@@ -43,7 +42,7 @@ func (s *Store) ExpandState(ctx context.Context, id string) (*ExpandState, error
 }
 
 // URLs returns up to n submitted URLs from index start.
-func (s *Store) URLs(ctx context.Context, id string, start, n int) ([]string, error) {
+func (s *Batches) URLs(ctx context.Context, id string, start, n int) ([]string, error) {
 	return s.rdb.LRange(ctx, urlsKey(id), int64(start), int64(start+n-1)).Result()
 }
 
@@ -54,11 +53,11 @@ func (s *Store) URLs(ctx context.Context, id string, start, n int) ([]string, er
 // records were counted in total and queued when the batch was created. It
 // returns the ids and whether the batch was cancelled when they were written
 // (then the caller cancels them instead of enqueueing them).
-func (s *Store) CreateChunk(ctx context.Context, b *Batch, start int, urls []string) ([]string, bool, error) {
+func (s *Batches) CreateChunk(ctx context.Context, b *Batch, start int, urls []string) ([]string, bool, error) {
 	ids := make([]string, len(urls))
 	args := make([]any, len(urls))
 	for i := range urls {
-		ids[i] = JobID(b.ID, start+i)
+		ids[i] = BatchJobID(b.ID, start+i)
 		args[i] = ids[i]
 	}
 	var cancel *redis.StringCmd
@@ -72,14 +71,14 @@ func (s *Store) CreateChunk(ctx context.Context, b *Batch, start int, urls []str
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i, u := range urls {
-				s.jobs.Create(ctx, p, jobstore.Record{ID: ids[i], Tenant: b.Tenant, Kind: spec.KindFetch, URL: u,
+				s.jobs.Create(ctx, p, JobRecord{ID: ids[i], Tenant: b.Tenant, Kind: spec.KindFetch, URL: u,
 					CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true, ListOrder: start + i})
 			}
 			s.jobs.TrimIndex(ctx, p, b.Tenant)
 			p.RPush(ctx, jobsKey(b.ID), args...)
 			p.PExpire(ctx, jobsKey(b.ID), s.ttl)
 			p.Set(ctx, markKey(b.ID), start+len(urls), s.ttl)
-			cancel = p.HGet(ctx, Key(b.ID), "cancel")
+			cancel = p.HGet(ctx, BatchKey(b.ID), "cancel")
 			return nil
 		})
 		return err
@@ -104,6 +103,6 @@ return 1
 
 // FinishExpand closes the expansion's open step (once) and drops the URL
 // list, which the job records now hold.
-func (s *Store) FinishExpand(ctx context.Context, id string) error {
-	return finishExpandScript.Run(ctx, s.rdb, []string{Key(id), urlsKey(id)}).Err()
+func (s *Batches) FinishExpand(ctx context.Context, id string) error {
+	return finishExpandScript.Run(ctx, s.rdb, []string{BatchKey(id), urlsKey(id)}).Err()
 }

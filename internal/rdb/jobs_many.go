@@ -1,4 +1,4 @@
-package jobstore
+package rdb
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // GetMany reads the jobs ids of tenant in one round trip, in order. A job
 // that is gone (expired) or belongs to another tenant is left out.
 // withResult decodes the results too.
-func (s *Store) GetMany(ctx context.Context, tenant string, ids []string, withResult bool) ([]*Info, error) {
+func (s *Jobs) GetMany(ctx context.Context, tenant string, ids []string, withResult bool) ([]*JobInfo, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -20,15 +20,15 @@ func (s *Store) GetMany(ctx context.Context, tenant string, ids []string, withRe
 	some := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
 		if withResult {
-			all[i] = pipe.HGetAll(ctx, Key(id))
+			all[i] = pipe.HGetAll(ctx, JobKey(id))
 		} else {
-			some[i] = pipe.HMGet(ctx, Key(id), fieldsNoResult...)
+			some[i] = pipe.HMGet(ctx, JobKey(id), fieldsNoResult...)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	out := make([]*Info, 0, len(ids))
+	out := make([]*JobInfo, 0, len(ids))
 	for i, id := range ids {
 		var m map[string]string
 		if withResult {
@@ -36,8 +36,8 @@ func (s *Store) GetMany(ctx context.Context, tenant string, ids []string, withRe
 		} else {
 			m = toMap(some[i].Val())
 		}
-		in, err := decode(id, tenant, m)
-		if errors.Is(err, ErrNotFound) {
+		in, err := decodeJob(id, tenant, m)
+		if errors.Is(err, ErrJobNotFound) {
 			continue
 		}
 		if err != nil {
@@ -63,7 +63,7 @@ return 1
 // returns how many it cancelled. It is how a cancelled batch cancels what has
 // not run. The jobs' tasks stay queued; a worker drops them when it sees the
 // job ended.
-func (s *Store) CancelQueued(ctx context.Context, tenant string, ids []string) (int, error) {
+func (s *Jobs) CancelQueued(ctx context.Context, tenant string, ids []string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -74,7 +74,7 @@ func (s *Store) CancelQueued(ctx context.Context, tenant string, ids []string) (
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = cancelQueuedScript.EvalSha(ctx, pipe, []string{Key(id)}, tenant, now, errBatchCancelled, EventsChannel)
+		cmds[i] = cancelQueuedScript.EvalSha(ctx, pipe, []string{JobKey(id)}, tenant, now, errBatchCancelled, EventsChannel)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, err

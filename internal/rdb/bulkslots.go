@@ -1,4 +1,4 @@
-package batch
+package rdb
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/pagefleet/pagefleet/internal/jobstore"
 )
 
 // Bulk slots: each tenant has a sorted set of its running bulk (batch) jobs,
@@ -25,7 +23,6 @@ const slotTenantsKey = "{pf}:bulk:tenants"
 // Results of AcquireSlot.
 const (
 	SlotTaken = "ok"    // the job holds a slot
-	SlotBusy  = "busy"  // the tenant runs as many bulk jobs as its cap
 	SlotHeld  = "held"  // another attempt of this job holds a slot and runs it
 	SlotEnded = "ended" // the job ended (or is gone): run nothing, take nothing
 )
@@ -53,12 +50,12 @@ return 'ok'
 // AcquireSlot takes a slot for the tenant's bulk job jobID for lease when
 // fewer than cap unexpired slots are held (force takes one regardless: a
 // job on its last attempt must run rather than be dropped).
-func (s *Store) AcquireSlot(ctx context.Context, tenant, jobID string, cap int, lease time.Duration, force bool) (string, error) {
+func (s *Batches) AcquireSlot(ctx context.Context, tenant, jobID string, cap int, lease time.Duration, force bool) (string, error) {
 	f := "0"
 	if force {
 		f = "1"
 	}
-	return acquireSlotScript.Run(ctx, s.rdb, []string{slotsKey(tenant), jobstore.Key(jobID), slotTenantsKey},
+	return acquireSlotScript.Run(ctx, s.rdb, []string{slotsKey(tenant), JobKey(jobID), slotTenantsKey},
 		jobID, cap, lease.Milliseconds(), f, tenant).Text()
 }
 
@@ -72,18 +69,18 @@ return 1
 `)
 
 // RenewSlot extends the job's slot; false means it was reaped.
-func (s *Store) RenewSlot(ctx context.Context, tenant, jobID string, lease time.Duration) (bool, error) {
+func (s *Batches) RenewSlot(ctx context.Context, tenant, jobID string, lease time.Duration) (bool, error) {
 	n, err := renewSlotScript.Run(ctx, s.rdb, []string{slotsKey(tenant)}, jobID, lease.Milliseconds()).Int()
 	return n == 1, err
 }
 
 // ReleaseSlot gives the job's slot back.
-func (s *Store) ReleaseSlot(ctx context.Context, tenant, jobID string) error {
+func (s *Batches) ReleaseSlot(ctx context.Context, tenant, jobID string) error {
 	return s.rdb.ZRem(ctx, slotsKey(tenant), jobID).Err()
 }
 
 // RunningBulk is how many unexpired bulk slots the tenant holds.
-func (s *Store) RunningBulk(ctx context.Context, tenant string) (int64, error) {
+func (s *Batches) RunningBulk(ctx context.Context, tenant string) (int64, error) {
 	return s.rdb.ZCount(ctx, slotsKey(tenant), strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
 }
 
@@ -99,11 +96,11 @@ return ids
 // ReapSlots removes the tenant's lapsed slots and returns their job ids:
 // each one's worker stopped renewing it (it died), so exactly one caller
 // gets to put the job back in the queue.
-func (s *Store) ReapSlots(ctx context.Context, tenant string) ([]string, error) {
+func (s *Batches) ReapSlots(ctx context.Context, tenant string) ([]string, error) {
 	return reapScript.Run(ctx, s.rdb, []string{slotsKey(tenant), slotTenantsKey}, tenant).StringSlice()
 }
 
 // SlotTenants lists the tenants that hold bulk slots.
-func (s *Store) SlotTenants(ctx context.Context) ([]string, error) {
+func (s *Batches) SlotTenants(ctx context.Context) ([]string, error) {
 	return s.rdb.SMembers(ctx, slotTenantsKey).Result()
 }

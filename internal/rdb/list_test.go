@@ -1,4 +1,4 @@
-package jobstore
+package rdb
 
 import (
 	"context"
@@ -15,22 +15,22 @@ import (
 // lists each job once, newest first, when many share one creation time (the
 // jobs of a batch, or a burst of submits within a microsecond), also when
 // there are more of them than a page, and that a batch's jobs keep their
-// order through Record.ListOrder.
+// order through JobRecord.ListOrder.
 func TestListPagesThroughTies(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t, 0)
-	s := New(rdb, time.Hour)
+	s := NewJobs(rdb, time.Hour)
 	at := time.Now().Add(-time.Minute)
 	pipe := rdb.Pipeline()
 	// 9 jobs created in one microsecond, then a batch of 25 a second later
 	for i := range 9 {
-		s.Create(ctx, pipe, Record{ID: fmt.Sprintf("job_tie%02d", i), Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: at})
+		s.Create(ctx, pipe, JobRecord{ID: fmt.Sprintf("job_tie%02d", i), Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: at})
 	}
 	for i := range 25 {
-		s.Create(ctx, pipe, Record{ID: fmt.Sprintf("job_b%02d", i), Tenant: "acme", Kind: "fetch", URL: "http://a.test/",
+		s.Create(ctx, pipe, JobRecord{ID: fmt.Sprintf("job_b%02d", i), Tenant: "acme", Kind: "fetch", URL: "http://a.test/",
 			CreatedAt: at.Add(time.Second), BatchID: "bat_b", ListOrder: i})
 	}
-	s.Create(ctx, pipe, Record{ID: "job_other", Tenant: "globex", Kind: "fetch", URL: "http://a.test/", CreatedAt: at})
+	s.Create(ctx, pipe, JobRecord{ID: "job_other", Tenant: "globex", Kind: "fetch", URL: "http://a.test/", CreatedAt: at})
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}

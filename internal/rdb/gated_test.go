@@ -1,4 +1,4 @@
-package jobstore
+package rdb
 
 import (
 	"context"
@@ -18,22 +18,22 @@ import (
 func TestCreateGated(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t, 0)
-	s := New(rdb, time.Hour)
+	s := NewJobs(rdb, time.Hour)
 	now := time.Now().UTC()
 	wh := &spec.Webhook{URL: "https://hooks.example.com/x"}
 
 	// The same record through Create, for comparison.
 	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		s.Create(ctx, p, Record{ID: "job_a", Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: now, Webhook: wh, Counted: true})
+		s.Create(ctx, p, JobRecord{ID: "job_a", Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: now, Webhook: wh, Counted: true})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateGated(ctx, Record{ID: "job_b", Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: now, Webhook: wh}, 10, 5); err != nil {
+	if err := s.CreateGated(ctx, JobRecord{ID: "job_b", Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: now, Webhook: wh}, 10, 5, 0); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := rdb.HGetAll(ctx, Key("job_a")).Result()
-	b, _ := rdb.HGetAll(ctx, Key("job_b")).Result()
+	a, _ := rdb.HGetAll(ctx, JobKey("job_a")).Result()
+	b, _ := rdb.HGetAll(ctx, JobKey("job_b")).Result()
 	if len(a) != len(b) {
 		t.Errorf("Create wrote %v, CreateGated %v", a, b)
 	}
@@ -42,7 +42,7 @@ func TestCreateGated(t *testing.T) {
 			t.Errorf("field %s: Create %q, CreateGated %q", k, v, b[k])
 		}
 	}
-	if ttl := rdb.PTTL(ctx, Key("job_b")).Val(); ttl <= 0 || ttl > time.Hour {
+	if ttl := rdb.PTTL(ctx, JobKey("job_b")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("record TTL %v", ttl)
 	}
 	if n := rdb.Get(ctx, ActiveKey("acme")).Val(); n != "1" {
@@ -55,21 +55,21 @@ func TestCreateGated(t *testing.T) {
 
 	// Over the queued-jobs limit.
 	rdb.Set(ctx, ActiveKey("globex"), 3, 0)
-	if err := s.CreateGated(ctx, Record{ID: "job_c", Tenant: "globex", Kind: "fetch", URL: "http://a.test/", CreatedAt: now}, 0, 3); !errors.Is(err, ErrQueueFull) {
+	if err := s.CreateGated(ctx, JobRecord{ID: "job_c", Tenant: "globex", Kind: "fetch", URL: "http://a.test/", CreatedAt: now}, 0, 3, 0); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("over maxActive: %v", err)
 	}
-	if rdb.Exists(ctx, Key("job_c")).Val() != 0 {
+	if rdb.Exists(ctx, JobKey("job_c")).Val() != 0 {
 		t.Error("a refused job was written")
 	}
 	// Over the rate.
 	var err2 error
 	for i := 0; i < 5 && err2 == nil; i++ {
-		err2 = s.CreateGated(ctx, Record{ID: "job_r" + string(rune('0'+i)), Tenant: "initech", Kind: "fetch", URL: "http://a.test/", CreatedAt: now}, 2, 0)
+		err2 = s.CreateGated(ctx, JobRecord{ID: "job_r" + string(rune('0'+i)), Tenant: "initech", Kind: "fetch", URL: "http://a.test/", CreatedAt: now}, 2, 0, 0)
 	}
 	if !errors.Is(err2, ErrRateLimited) {
 		t.Errorf("over rps: %v", err2)
 	}
-	if err := s.CreateGated(ctx, Record{ID: "job_x", Tenant: "acme", BatchID: "bat_x"}, 0, 0); err == nil {
+	if err := s.CreateGated(ctx, JobRecord{ID: "job_x", Tenant: "acme", BatchID: "bat_x"}, 0, 0, 0); err == nil {
 		t.Error("CreateGated took a batch job")
 	}
 
@@ -77,11 +77,11 @@ func TestCreateGated(t *testing.T) {
 	if st, err := s.Start(ctx, "job_b", 1); err != nil || st != "" {
 		t.Fatalf("start: %q %v", st, err)
 	}
-	started := rdb.HGet(ctx, Key("job_b"), "started_at").Val()
+	started := rdb.HGet(ctx, JobKey("job_b"), "started_at").Val()
 	if st, err := s.Start(ctx, "job_b", 2); err != nil || st != "" {
 		t.Fatalf("second start: %q %v", st, err)
 	}
-	if again := rdb.HGet(ctx, Key("job_b"), "started_at").Val(); again != started || started == "" {
+	if again := rdb.HGet(ctx, JobKey("job_b"), "started_at").Val(); again != started || started == "" {
 		t.Errorf("started_at %q then %q: the first start must stay", started, again)
 	}
 	if err := s.Finish(ctx, "job_b", Outcome{Status: spec.StatusSucceeded, Result: &spec.Result{URL: "http://a.test/"}}); err != nil {
@@ -90,7 +90,7 @@ func TestCreateGated(t *testing.T) {
 	if n := rdb.Get(ctx, ActiveKey("acme")).Val(); n != "0" {
 		t.Errorf("active count after finish %q, want 0", n)
 	}
-	if err := s.Finish(ctx, "job_b", Outcome{Status: spec.StatusFailed}); !errors.Is(err, ErrConflict) {
+	if err := s.Finish(ctx, "job_b", Outcome{Status: spec.StatusFailed}); !errors.Is(err, ErrJobEnded) {
 		t.Errorf("second finish: %v", err)
 	}
 	in, err := s.Get(ctx, "acme", "job_b", true)

@@ -1,0 +1,96 @@
+// Package rdb is pagefleet's storage layer: it owns every Redis key and
+// every Lua script, behind domain operations — create a job, start it,
+// finish it, hand it back, cancel it; create, expand, settle a batch; take
+// and release a session's turn; save its state under a fence. No other
+// package spells a key or runs a script (asynq's own keys are asynq's).
+//
+// One file per domain: jobs.go (job records, admission, the running-jobs
+// limit, notifications), batches.go, expand.go, crawl.go and bulkslots.go
+// (batches), sessions.go and sessions_scripts.go (the session line, lease,
+// fence and state), identities.go, deliveries.go, idempotency.go and
+// migrate.go. Stores bundles them for a binary.
+//
+// # Keys
+//
+// Every key starts with the hash tag {pf}, so that on Redis Cluster the
+// scripts that touch a job, its tenant's counters, its batch and its
+// session line at once find them in one slot (a cluster gives pagefleet
+// failover, not sharding). Inner braces ({s:…}, {i:…}) are part of the
+// name only. In a tenant or session id, '%', '{', '}' (and ':' in a
+// tenant of a session or identity key) are percent-escaped.
+//
+//	key                                   type    what                                       expires
+//	{pf}:job:<id>                         hash    a job record: status, times, attempts,     result TTL
+//	                                              url, result (gzip), error, session_id,
+//	                                              batch_id, webhook, counted, task, depth,
+//	                                              parent, disc (crawl discovery state)
+//	{pf}:t:<tenant>:jobs                  zset    the tenant's jobs by creation (µs)         result TTL
+//	{pf}:t:<tenant>:active                string  jobs not ended (the queued_jobs limit)     never
+//	{pf}:t:<tenant>:rps:<unix second>     string  creations in that second                   2 s
+//	{pf}:t:<tenant>:running               zset    running job ids by lease end (ms)          2 leases
+//	{pf}:t:<tenant>:idem:<sha256/16>      string  the object an Idempotency-Key created      24 h
+//	{pf}:batch:<id>                       hash    a batch: settings and counters             result TTL
+//	{pf}:batch:<id>:urls                  list    submitted URLs, until expanded             result TTL
+//	{pf}:batch:<id>:expanded              string  URLs that have job records                 result TTL
+//	{pf}:batch:<id>:jobs                  list    job ids in order                           result TTL
+//	{pf}:batch:<id>:seen                  hash    normalised URL → job id (crawls)           result TTL
+//	{pf}:batch:<id>:robots                hash    origin → robots.txt outcome (crawls)       result TTL
+//	{pf}:batch:<id>:robots:lock:<fnv32>   string  who fetches an origin's robots.txt         30 s
+//	{pf}:t:<tenant>:batches               zset    the tenant's batches by creation (µs)      result TTL
+//	{pf}:t:<tenant>:bulk                  zset    running batch jobs by lease end (ms)       4 leases
+//	{pf}:bulk:tenants                     set     tenants with bulk slots, for the reaper    never
+//	{pf}:{s:<tenant>:<sid>}:line          list    the session's job ids, head first          line TTL
+//	{pf}:{s:<tenant>:<sid>}:lock          string  the lease holder's token                   lease
+//	{pf}:{s:<tenant>:<sid>}:fence         string  fencing counter                            line TTL
+//	{pf}:{s:<tenant>:<sid>}:state         string  encoded (maybe sealed) browser state       session TTL
+//	{pf}:{s:<tenant>:<sid>}:meta          hash    created, used, expires, version, cookies,  session TTL
+//	                                              origins, bytes, digest
+//	{pf}:{s:<tenant>:<sid>}:deleted       string  the fence a deletion moved to              line TTL
+//	{pf}:t:<tenant>:sessions              zset    session ids by last use (ms)               session TTL
+//	{pf}:{i:<tenant>}:identity:<name>     hash    an identity profile (JSON), times          never
+//	{pf}:{i:<tenant>}:identities          zset    the tenant's profile names (lex order)     never
+//	{pf}:deliveries:<owner>               list    webhook attempts of a job or batch         result TTL
+//	{pf}:sweep:<task id>                  string  reruns of an archived batch expansion       48 h
+//	{pf}:migrated:prefix                  string  the pf:* → {pf}:* rename ran               never
+//
+// Channels: {pf}:events (a job ended: its key), {pf}:cancel (a running job
+// was cancelled: its id).
+//
+// # Scripts
+//
+// Each script changes one thing atomically; the counters of a batch move
+// in the same script that changes the status of one of its jobs, so that
+// they always add up to its total.
+//
+//	script              file                what
+//	gateScript          jobs.go             admit n jobs: rate and queued-jobs limits
+//	createGatedScript   jobs.go             admit one job, write its record, join its session line
+//	discardScript       jobs.go             take back a job whose task was not enqueued
+//	startScript         jobs.go             start an attempt (a cancelled batch's job is cancelled),
+//	                                        take a running_jobs place
+//	renewRunningScript  jobs.go             renew a running_jobs place
+//	requeueScript       jobs.go             hand a running job back to queued
+//	finishScript        jobs.go             write an outcome once, leave the running set
+//	cancelJobScript     jobs.go             cancel a queued or running job
+//	cancelQueuedScript  jobs_many.go        cancel those of a list of jobs still queued
+//	cancelBatchScript   batches.go          mark a batch cancelled
+//	settleScript        batches.go          complete a batch exactly once
+//	releaseSettleScript batches.go          give a bulk slot back and settle, in one step
+//	discoverScript      crawl.go            add a crawl page's links as jobs, each URL once
+//	discoveryDoneScript crawl.go            close a page's link discovery
+//	finishExpandScript  expand.go           close a list batch's expansion
+//	acquireSlotScript   bulkslots.go        take a bulk slot (running_bulk_jobs)
+//	renewSlotScript     bulkslots.go        renew a bulk slot
+//	reapScript          bulkslots.go        take lapsed bulk slots for the reaper
+//	acquireScript       sessions_scripts.go a session's turn: head of line, lock, fence
+//	popHeadScript       sessions_scripts.go pop a finished head
+//	renewScript         sessions_scripts.go renew the lock
+//	unlockScript        sessions_scripts.go free the lock (keep the place)
+//	releaseScript       sessions_scripts.go leave the line, free the lock, name the next
+//	removeScript        sessions_scripts.go leave the line without a lease
+//	saveScript          sessions_scripts.go write state under the fence
+//	touchScript         sessions_scripts.go restart the expiry under the fence
+//	deleteScript        sessions_scripts.go delete a session, move the fence on
+//	unindexScript       sessions_scripts.go drop stale session index entries
+//	putIdentityScript   identities.go       create or replace a profile under the limit
+package rdb
