@@ -192,7 +192,8 @@ func TestCorePipeline(t *testing.T) {
 		if resp := e.Do("DELETE", "/v1/jobs/"+id, keyA, nil, nil); resp.StatusCode != 409 {
 			t.Errorf("second cancel: %d", resp.StatusCode)
 		}
-		time.Sleep(500 * time.Millisecond)
+		// Once no task is left, nothing can write the job again.
+		e.Drain(t, 30*time.Second)
 		if got := e.Wait(keyA, id, time.Second); got.Status != spec.StatusCancelled {
 			t.Errorf("a cancelled job changed to %s", got.Status)
 		}
