@@ -657,7 +657,7 @@ func TestBatchWorkerKilled(t *testing.T) {
 	t.Parallel() // it waits for leases to run out: let other tests use the time
 	e := Start(t, Options{Workers: 2, Concurrency: 4})
 	site := NewSite(t, map[string]http.HandlerFunc{"/d": func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // pages in flight when the worker is killed
 		fmt.Fprint(w, "<html><body>delayed page</body></html>")
 	}})
 	const n = 300
@@ -778,7 +778,7 @@ func TestBatchValidation(t *testing.T) {
 
 	// limits: the free tenant may have 1000 jobs not ended
 	site := NewSite(t, map[string]http.HandlerFunc{"/s": func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // slow pages: the batch is still running when it is cancelled
 		fmt.Fprint(w, "<html><body>s</body></html>")
 	}})
 	urls := make([]string, 1000)

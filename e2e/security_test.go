@@ -522,8 +522,13 @@ func TestSecuritySubresources(t *testing.T) {
 		e := Start(t, Options{Workers: 1, Concurrency: 2, Env: guardedEnv()})
 		before := e.blockedCounts(0)["proxy"]
 		status := renderSubresources(t, e, site)
-		time.Sleep(300 * time.Millisecond)
-		after := e.blockedCounts(0)["proxy"]
+		// The page reports each request's outcome, which the proxy gave by
+		// refusing it; its counter may still be a moment behind the job's end.
+		var after float64
+		waitFor(10*time.Second, func() bool {
+			after = e.blockedCounts(0)["proxy"]
+			return after-before >= float64(len(kinds))
+		})
 		t.Logf("page reports %s; proxy refusals %v → %v; page site saw %v", status, before, after, site.Paths())
 		if h := target.Hits(); h != 0 {
 			t.Errorf("the loopback target was reached %d times: %v", h, target.Paths())
