@@ -65,13 +65,13 @@ req.onsuccess = () => { const db = req.result; if (!db.objectStoreNames.contains
 		},
 		"/slow.js": func(w http.ResponseWriter, r *http.Request) {
 			d, _ := time.ParseDuration(r.URL.Query().Get("ms") + "ms")
-			time.Sleep(d)
+			time.Sleep(d) // a resource as slow as the page asks
 			w.Header().Set("Content-Type", "application/javascript")
 			w.Write([]byte("window.slowLoaded = true;"))
 		},
 		"/pixel": func(w http.ResponseWriter, r *http.Request) {
 			d, _ := time.ParseDuration(r.URL.Query().Get("ms") + "ms")
-			time.Sleep(d)
+			time.Sleep(d) // a resource as slow as the page asks
 			w.Header().Set("Content-Type", "image/gif")
 			w.Write([]byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"))
 		},

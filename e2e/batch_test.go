@@ -319,6 +319,11 @@ func TestCrawlBatch(t *testing.T) {
 		if b.Status != "completed" || b.Total != n+2 || b.Succeeded != n+2 {
 			t.Fatalf("crawl ended %+v, want %d succeeded pages", b, n+2)
 		}
+		// Count visits and events once nothing can make another: no page
+		// task is left to run again (a page enqueues its links and its
+		// batch.page while its task is active) and no delivery is pending or
+		// waiting for a retry.
+		e.Drain(t, time.Minute, rcv.attempts)
 		checkVisits(t, site, expectedPages(n, 10, all))
 		hits := site.snapshot()
 		if hits["/q?a=1"] != 1 || hits["/q?a=2"] != 1 {
@@ -350,30 +355,22 @@ func TestCrawlBatch(t *testing.T) {
 			t.Errorf("paging returned %d jobs, first %q", len(jobs), jobs[0].URL)
 		}
 		// webhooks: a batch.page per page, one batch.completed
-		deadline := time.Now().Add(30 * time.Second)
+		evs, _, rejected := rcv.snapshot()
+		if rejected > 0 {
+			t.Fatalf("%d deliveries failed signature verification", rejected)
+		}
 		var pages, done int
-		for time.Now().Before(deadline) {
-			evs, _, rejected := rcv.snapshot()
-			if rejected > 0 {
-				t.Fatalf("%d deliveries failed signature verification", rejected)
-			}
-			pages, done = 0, 0
-			for _, ev := range evs {
-				switch ev["type"] {
-				case "batch.page":
-					pages++
-				case "batch.completed":
-					done++
-					d := ev["data"].(map[string]any)
-					if d["id"] != acc.ID || d["status"] != "completed" || d["total"] != float64(n+2) || ev["metadata"].(map[string]any)["crawl"] != "full" {
-						t.Errorf("batch.completed = %v", ev)
-					}
+		for _, ev := range evs {
+			switch ev["type"] {
+			case "batch.page":
+				pages++
+			case "batch.completed":
+				done++
+				d := ev["data"].(map[string]any)
+				if d["id"] != acc.ID || d["status"] != "completed" || d["total"] != float64(n+2) || ev["metadata"].(map[string]any)["crawl"] != "full" {
+					t.Errorf("batch.completed = %v", ev)
 				}
 			}
-			if pages == n+2 && done == 1 {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
 		}
 		if pages != n+2 || done != 1 {
 			t.Errorf("webhook events: %d batch.page, %d batch.completed; want %d and 1", pages, done, n+2)
@@ -391,6 +388,7 @@ func TestCrawlBatch(t *testing.T) {
 		site := newCrawlSite(t, n, "", false)
 		acc, _ := e.SubmitBatch(keyA, map[string]any{"crawl": map[string]any{"start_url": site.url("/p/0"), "max_depth": 3, "include": []string{"^/p/"}}})
 		b, _ := e.WaitBatch(keyA, acc.ID, 20*time.Millisecond, 60*time.Second)
+		e.Drain(t, time.Minute) // no page task left to fetch a page again
 		want := expectedPages(n, 3, all)
 		if b.Total != len(want) || b.Succeeded != len(want) {
 			t.Errorf("max_depth 3: %+v, want %d pages", b, len(want))
@@ -402,6 +400,7 @@ func TestCrawlBatch(t *testing.T) {
 		site := newCrawlSite(t, n, "", false)
 		acc, _ := e.SubmitBatch(keyA, map[string]any{"crawl": map[string]any{"start_url": site.url("/p/0"), "max_depth": 10, "max_pages": 25}})
 		b, _ := e.WaitBatch(keyA, acc.ID, 20*time.Millisecond, 60*time.Second)
+		e.Drain(t, time.Minute) // no page task left to fetch a page again
 		if b.Total != 25 || b.Succeeded != 25 {
 			t.Errorf("max_pages 25: %+v", b)
 		}
@@ -422,6 +421,7 @@ func TestCrawlBatch(t *testing.T) {
 		acc, _ := e.SubmitBatch(keyA, map[string]any{"crawl": map[string]any{"start_url": site.url("/p/0"), "max_depth": 10,
 			"include": []string{"^/p/\\d+$"}, "exclude": []string{"^/p/2$", "^/p/1\\d$"}}})
 		b, _ := e.WaitBatch(keyA, acc.ID, 20*time.Millisecond, 60*time.Second)
+		e.Drain(t, time.Minute) // no page task left to fetch a page again
 		excluded := regexp.MustCompile(`^/p/2$|^/p/1\d$`)
 		want := expectedPages(n, 10, func(i int) bool { return !excluded.MatchString("/p/" + strconv.Itoa(i)) })
 		if b.Total != len(want) || b.Succeeded != len(want) {
@@ -438,6 +438,7 @@ func TestCrawlBatch(t *testing.T) {
 		acc, _ := e.SubmitBatch(keyA, map[string]any{"crawl": map[string]any{"start_url": site.url("/p/0"), "max_depth": 10,
 			"include": []string{"^/p/"}, "respect_robots_txt": true}})
 		b, _ := e.WaitBatch(keyA, acc.ID, 20*time.Millisecond, 60*time.Second)
+		e.Drain(t, time.Minute) // no page task left to fetch a page again
 		want := expectedPages(n, 10, func(i int) bool { s := strconv.Itoa(i); return s == "1" || !strings.HasPrefix(s, "1") })
 		if b.Total != len(want) || b.Succeeded != len(want) {
 			t.Errorf("robots.txt: %+v, want %d pages", b, len(want))
@@ -526,6 +527,10 @@ func TestBatch10k(t *testing.T) {
 	if b.Status != "completed" || b.Total != n || b.Succeeded != n {
 		t.Fatalf("batch ended %+v", b)
 	}
+	// Count fetches and deliveries once nothing can make another: no page
+	// task is left to run again, and batch.completed, enqueued while the
+	// last page's task was active, was delivered with no retry waiting.
+	e.Drain(t, 2*time.Minute, rcv.attempts)
 	perQuery := map[string]int{}
 	for _, h := range site.Log() {
 		perQuery[h.Path]++
@@ -580,8 +585,7 @@ func TestBatch10k(t *testing.T) {
 		}
 	}
 
-	time.Sleep(2 * time.Second) // a second delivery would come now
-	evs, _, rejected := rcv.snapshot()
+	evs, _, rejected := rcv.snapshot() // drained above: a second delivery would be here
 	if len(evs) != 1 || rejected != 0 || evs[0]["type"] != "batch.completed" {
 		t.Fatalf("webhook events %d (rejected %d); want exactly one batch.completed", len(evs), rejected)
 	}
@@ -653,7 +657,7 @@ func TestBatchWorkerKilled(t *testing.T) {
 	t.Parallel() // it waits for leases to run out: let other tests use the time
 	e := Start(t, Options{Workers: 2, Concurrency: 4})
 	site := NewSite(t, map[string]http.HandlerFunc{"/d": func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // pages in flight when the worker is killed
 		fmt.Fprint(w, "<html><body>delayed page</body></html>")
 	}})
 	const n = 300
@@ -774,7 +778,7 @@ func TestBatchValidation(t *testing.T) {
 
 	// limits: the free tenant may have 1000 jobs not ended
 	site := NewSite(t, map[string]http.HandlerFunc{"/s": func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // slow pages: the batch is still running when it is cancelled
 		fmt.Fprint(w, "<html><body>s</body></html>")
 	}})
 	urls := make([]string, 1000)

@@ -514,15 +514,11 @@ func TestChaosWorkerKilled(t *testing.T) {
 	}
 
 	// Webhooks: one job.succeeded per job, one webhook-id, verified.
-	var evs []map[string]any
-	var ids []string
-	var rejected int
-	waitFor(30*time.Second, func() bool {
-		evs, ids, rejected = rcv.snapshot()
-		return len(evs) >= len(all)
-	})
-	time.Sleep(3 * time.Second) // a duplicate would come within the retry schedule
-	evs, ids, rejected = rcv.snapshot()
+	// Counted once nothing can send another: no run task is left to run
+	// again (each job enqueues its event while its task is active) and no
+	// delivery is pending or waiting for a retry on the 1s,2s,5s schedule.
+	e.Drain(t, 60*time.Second, rcv.attempts)
+	evs, ids, rejected := rcv.snapshot()
 	if rejected != 0 {
 		t.Errorf("%d deliveries failed signature verification", rejected)
 	}
@@ -859,6 +855,7 @@ func TestChaosRedisRestart(t *testing.T) {
 				t.Errorf("outage %d: %s %s took %s to answer 503", n, q.method, q.path, r.took)
 			}
 		}
+		// Redis stays down for the outage's length: what it tests.
 		time.Sleep(time.Until(downAt.Add(o.down)))
 		e.Redis.Restart(t)
 		upAt := time.Now()
@@ -991,7 +988,7 @@ func (e *Env) busiestRenderer(i int) (pid int, most, second uint64) {
 			before[pid] = ps.ticks
 		}
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the measuring window: CPU ticks burnt in it
 	for p, t0 := range before {
 		ps, ok := readStat(p)
 		if !ok {
@@ -1227,10 +1224,25 @@ func TestChaosChromeCrashes(t *testing.T) {
 		if len(rs) == 0 {
 			t.Fatal("no renderer to kill")
 		}
+		var killed []procStat
 		for _, pid := range rs {
+			if ps, ok := readStat(pid); ok {
+				killed = append(killed, ps)
+			}
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		time.Sleep(time.Second)
+		// Every renderer is dead (gone, or a zombie not yet reaped) before
+		// the jobs are submitted.
+		if !waitFor(10*time.Second, func() bool {
+			for _, k := range killed {
+				if ps, ok := readStat(k.pid); ok && ps.start == k.start && ps.state != 'Z' {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Fatalf("the killed renderers %v are still running", killed)
+		}
 		// The warm tabs died with their renderers: the next jobs must not
 		// get a dead one.
 		var ids []string

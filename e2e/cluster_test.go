@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,7 +126,11 @@ func TestRedisClusterFailover(t *testing.T) {
 	if old == nil {
 		t.Fatal("no master holds {pf}")
 	}
-	time.Sleep(1500 * time.Millisecond) // the replica has the last writes (replication is asynchronous)
+	// Replication is asynchronous: kill the master only once its replica has
+	// the writes made so far (the job before the failover among them).
+	if off, acked := replicaCaughtUp(t, old, 30*time.Second); off > acked {
+		t.Fatalf("the replica of %s acknowledged offset %d of %d within 30 s", old.Addr, acked, off)
+	}
 	old.Kill()
 	killed := time.Now()
 
@@ -183,6 +188,46 @@ func TestRedisClusterFailover(t *testing.T) {
 	if r, err := e.call("GET", "/readyz", "", nil); err != nil || r.code != 200 {
 		t.Errorf("/readyz after the failover: %d %v", r.code, err)
 	}
+}
+
+// replicaCaughtUp waits until every replica of master s has acknowledged
+// the replication offset s had at the call (replicas acknowledge once a
+// second), or timeout passes. It returns that offset and the lowest
+// acknowledged one.
+func replicaCaughtUp(t *testing.T, s *redistest.Server, timeout time.Duration) (offset, acked int64) {
+	t.Helper()
+	c := s.Client(t, 0)
+	replication := func() (master int64, replicas []int64) {
+		info, err := c.Info(t.Context(), "replication").Result()
+		if err != nil {
+			t.Fatalf("INFO replication of %s: %v", s.Addr, err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "master_repl_offset:"); ok {
+				master, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if strings.HasPrefix(l, "slave") && strings.Contains(l, ":ip=") {
+				for _, kv := range strings.Split(l, ",") {
+					if v, ok := strings.CutPrefix(kv, "offset="); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						replicas = append(replicas, n)
+					}
+				}
+			}
+		}
+		return master, replicas
+	}
+	offset, _ = replication()
+	waitFor(timeout, func() bool {
+		_, replicas := replication()
+		if len(replicas) == 0 {
+			acked = -1
+			return false
+		}
+		acked = slices.Min(replicas)
+		return acked >= offset
+	})
+	return offset, acked
 }
 
 func addrOf(s *redistest.Server) string {

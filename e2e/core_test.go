@@ -192,7 +192,8 @@ func TestCorePipeline(t *testing.T) {
 		if resp := e.Do("DELETE", "/v1/jobs/"+id, keyA, nil, nil); resp.StatusCode != 409 {
 			t.Errorf("second cancel: %d", resp.StatusCode)
 		}
-		time.Sleep(500 * time.Millisecond)
+		// Once no task is left, nothing can write the job again.
+		e.Drain(t, 30*time.Second)
 		if got := e.Wait(keyA, id, time.Second); got.Status != spec.StatusCancelled {
 			t.Errorf("a cancelled job changed to %s", got.Status)
 		}
@@ -253,7 +254,12 @@ func TestRestartsAndCrashes(t *testing.T) {
 	site := NewSite(t, nil)
 	id := e.Submit(keyA, "fetch", map[string]any{"url": site.URL + "/slow?d=1500ms", "render_js": true})
 	e.KillAPI()
-	time.Sleep(2 * time.Second)
+	// The job ends while no API runs; then a new API must read it.
+	if !waitFor(60*time.Second, func() bool {
+		return workerLogged(e.WorkerLog(0), "job succeeded", id) || workerLogged(e.WorkerLog(0), "job failed", id)
+	}) {
+		t.Fatalf("job %s did not end on the worker while the API was down", id)
+	}
 	e.StartAPI()
 	if j := e.Wait(keyA, id, 60*time.Second); j.Status != spec.StatusSucceeded {
 		t.Fatalf("job after API restart: %s %+v", j.Status, j.Error)
@@ -284,10 +290,22 @@ func TestRestartsAndCrashes(t *testing.T) {
 		t.Fatalf("after recovery: %+v", j.Error)
 	}
 	e.StopWorker(0, syscall.SIGTERM)
-	time.Sleep(500 * time.Millisecond)
-	if left := e.WorkerChromium(0); len(left) > 0 {
+	// The worker has exited, so none of its chromium processes can start
+	// any more; one that is still exiting has half a second.
+	var left []int
+	if !waitFor(500*time.Millisecond, func() bool { left = e.WorkerChromium(0); return len(left) == 0 }) {
 		t.Fatalf("chromium processes left after the worker stopped: %v", left)
 	}
+}
+
+// workerLogged reports whether log has a line with message msg about job id.
+func workerLogged(log, msg, id string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"msg":"`+msg+`"`) && strings.Contains(l, `"job":"`+id+`"`) {
+			return true
+		}
+	}
+	return false
 }
 
 // isBrowserProcess reports whether pid is a Chrome browser (not a renderer,

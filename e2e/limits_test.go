@@ -187,7 +187,7 @@ func TestLimitTenants(t *testing.T) {
 					break
 				}
 			}
-			time.Sleep(700 * time.Millisecond)
+			time.Sleep(700 * time.Millisecond) // long enough to overlap, were two let through
 			running.Add(-1)
 			html(`<html><body>busy</body></html>`)(w, r)
 		},
@@ -262,7 +262,8 @@ func TestLimitTenants(t *testing.T) {
 			t.Errorf("the tenant's active count is %d, want %d", n, len(accepted))
 		}
 		// The rejected request's Idempotency-Key was not kept: once the
-		// second has passed, the same key creates a job.
+		// second has passed, the same key creates a job. The sleep waits
+		// out the rate limit's one-second window, which is what is tested.
 		time.Sleep(1100 * time.Millisecond)
 		var acc struct {
 			ID string `json:"id"`

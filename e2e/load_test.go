@@ -253,6 +253,8 @@ func TestChaosLoad(t *testing.T) {
 	// 4. Redis goes away under load: 503s, quickly, then 202s again.
 	var down, up time.Time
 	outage := e.attack("redis down 2 s", "/v1/fetch", keySteady, 50, 8*time.Second, plain("outage"), func() {
+		// The outage is placed in the attack's timeline: 2 s of load with
+		// Redis up, 2 s down, the rest up again.
 		time.Sleep(2 * time.Second)
 		e.Redis.Stop()
 		down = time.Now()

@@ -381,9 +381,10 @@ func TestSecuritySSRFAddressForms(t *testing.T) {
 	js := e.Wait(keyA, jsRedirect, time.Until(deadline))
 	t.Logf("%d of %d jobs blocked as required (%d address forms); script redirect job: %s %+v", n, len(cases), len(hosts), js.Status, js.Error)
 
-	// Nothing reached the targets — and a webhook delivery is tried once
-	// more, never again, so a late hit would show here too.
-	time.Sleep(500 * time.Millisecond)
+	// Nothing reached the targets. Counted once no task is left: a job
+	// attempt or a webhook delivery retried against a blocked address
+	// (there must be none) would have been tried by then.
+	e.Drain(t, time.Minute, target.Hits, otherPort.Hits)
 	if h := target.Hits(); h != 0 {
 		t.Errorf("the loopback target was reached %d times: %v", h, target.Paths())
 	}
@@ -521,8 +522,13 @@ func TestSecuritySubresources(t *testing.T) {
 		e := Start(t, Options{Workers: 1, Concurrency: 2, Env: guardedEnv()})
 		before := e.blockedCounts(0)["proxy"]
 		status := renderSubresources(t, e, site)
-		time.Sleep(300 * time.Millisecond)
-		after := e.blockedCounts(0)["proxy"]
+		// The page reports each request's outcome, which the proxy gave by
+		// refusing it; its counter may still be a moment behind the job's end.
+		var after float64
+		waitFor(10*time.Second, func() bool {
+			after = e.blockedCounts(0)["proxy"]
+			return after-before >= float64(len(kinds))
+		})
 		t.Logf("page reports %s; proxy refusals %v → %v; page site saw %v", status, before, after, site.Paths())
 		if h := target.Hits(); h != 0 {
 			t.Errorf("the loopback target was reached %d times: %v", h, target.Paths())

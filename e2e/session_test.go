@@ -176,7 +176,7 @@ func TestSessionOrderAcrossWorkers(t *testing.T) {
 		"/seq": func(w http.ResponseWriter, r *http.Request) {
 			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 			s := span{n: n, start: time.Now()}
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(150 * time.Millisecond) // a span long enough for an overlap to show
 			s.end = time.Now()
 			mu.Lock()
 			spans = append(spans, s)
@@ -336,7 +336,7 @@ func TestSessionTTLAndSizeCap(t *testing.T) {
 	// uses it too: after two failed uses in a row (6 s after the last
 	// successful one) the state is still there.
 	for i, path := range []string{"/show", "/loop", "/loop", "/show"} {
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the pace of use is what is tested: every 2 s, under the 4 s TTL
 		j := e.Run(keyA, "fetch", map[string]any{"url": site.URL + path, "session": sess})
 		if path == "/loop" {
 			if j.Status != spec.StatusFailed || j.Error == nil || j.Error.Code != spec.CodeTooManyRedirects {
@@ -348,7 +348,7 @@ func TestSessionTTLAndSizeCap(t *testing.T) {
 			t.Fatalf("use %d: session lost while in use: %s", i, *j.Result.HTML)
 		}
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // unused for longer than the 4 s TTL: the expiry is what is tested
 	if resp := e.Do("GET", "/v1/sessions/short", keyA, nil, nil); resp.StatusCode != 404 {
 		t.Errorf("session alive after its TTL: %d", resp.StatusCode)
 	}

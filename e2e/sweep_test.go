@@ -60,9 +60,10 @@ func checkEndedBySweep(t *testing.T, e *Env, j spec.Job, attempts int, next stri
 	if n := e.Wait(keyA, next, 60*time.Second); n.Status != spec.StatusSucceeded {
 		t.Errorf("the session's next job: %s %+v (its line was not freed)", n.Status, n.Error)
 	}
-	var evs []map[string]any
-	waitFor(30*time.Second, func() bool { evs, _, _ = rcv.snapshot(); return len(evs) >= 1 })
-	time.Sleep(time.Second) // a duplicate would come now
+	// Counted once nothing can send another job.failed: the sweep deletes
+	// an archived task only after it ended the job and enqueued the event,
+	// and no delivery is pending or waiting for a retry.
+	e.Drain(t, 60*time.Second, rcv.attempts)
 	evs, _, rejected := rcv.snapshot()
 	if len(evs) != 1 || rejected != 0 {
 		t.Fatalf("webhook: %d events (%d rejected), want one job.failed", len(evs), rejected)
@@ -204,6 +205,11 @@ func TestArchivedBatchJobsEndTheBatch(t *testing.T) {
 	if b.Status != "completed" || b.Succeeded != 1 || b.Failed != 2 {
 		t.Fatalf("batch = %+v; want completed with 1 succeeded and 2 failed", b)
 	}
+	// Counted once nothing can fetch a page or send another
+	// batch.completed: the sweep deletes an archived task only after it
+	// ended the job and settled the batch, and no delivery is pending or
+	// waiting for a retry.
+	e.Drain(t, 60*time.Second, rcv.attempts)
 	for _, id := range archived {
 		if j := e.Wait(key, id, time.Second); j.Status != spec.StatusFailed || j.Error == nil || j.Error.Code != spec.CodeRetriesExhausted {
 			t.Errorf("job %s: %s %+v, want failed with retries_exhausted", id, j.Status, j.Error)
@@ -216,9 +222,6 @@ func TestArchivedBatchJobsEndTheBatch(t *testing.T) {
 			}
 		}
 	}
-	var evs []map[string]any
-	waitFor(30*time.Second, func() bool { evs, _, _ = rcv.snapshot(); return len(evs) >= 1 })
-	time.Sleep(time.Second)
 	evs, _, rejected := rcv.snapshot()
 	if len(evs) != 1 || rejected != 0 || evs[0]["type"] != "batch.completed" {
 		t.Errorf("webhook events %v (rejected %d); want one batch.completed", evs, rejected)
