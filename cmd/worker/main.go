@@ -28,6 +28,7 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/config"
+	"github.com/pagefleet/pagefleet/internal/crawl"
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
@@ -100,7 +101,9 @@ func run() error {
 	events := &worker.Events{Client: queue, Schedule: cfg.WebhookSchedule, Logger: log}
 	jobStore := rdb.NewJobs(rc, cfg.ResultTTL)
 	fetcher := fetch.New(fetch.Config{Policy: policy, Registerer: reg})
-	bulk := worker.NewBulk(worker.BulkConfig{Redis: rc, Jobs: jobStore, Tenants: tenants, Queue: queue, Fetcher: fetcher,
+	batches := rdb.NewBatches(rc, jobStore)
+	bulk := worker.NewBulk(worker.BulkConfig{Redis: rc, Jobs: jobStore, Batches: batches, Tenants: tenants, Queue: queue,
+		Follower: crawl.NewFollower(batches, fetcher, log),
 		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
 	w := worker.New(worker.Deps{
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
@@ -173,7 +176,7 @@ func run() error {
 	log.Info("worker running", "concurrency", cfg.Concurrency, "browsers", cfg.Browsers, "metrics", ln.Addr().String())
 
 	<-ctx.Done()
-	log.Info("stopping: no new jobs; waiting for running ones", "grace", cfg.ShutdownTimeout)
+	log.Info("stopping: no new jobs; waiting for running ones", "grace_ms", cfg.ShutdownTimeout.Milliseconds())
 	// When the grace period ends, the jobs still running stop and hand
 	// themselves back, and Chrome stops, so that no page of theirs still
 	// loads when asynq requeues their tasks HandBackTime later.

@@ -49,47 +49,39 @@ func decodeTemplate(raw json.RawMessage) (spec.Request, []spec.FieldError) {
 }
 
 // validateBatch checks the whole request before anything is written.
-func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batchBody, bodyErrs []spec.FieldError) (*spec.Request, error) {
+func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batchBody, bodyErrs []spec.FieldError) (batch.Kind, *spec.Request, error) {
 	limit := min(batch.MaxURLs, t.Limits.BatchSize)
 	if limit <= 0 {
 		limit = batch.MaxURLs
 	}
 	if len(body.URLs) > limit {
-		return nil, problem(http.StatusUnprocessableEntity, "batch_too_large",
+		return nil, nil, problem(http.StatusUnprocessableEntity, "batch_too_large",
 			fmt.Sprintf("the batch has %d URLs; at most %d are allowed for this tenant", len(body.URLs), limit),
 			spec.FieldError{Field: "urls", Message: fmt.Sprintf("must have at most %d URLs", limit)})
 	}
 	tmpl, decodeErrs := decodeTemplate(body.Template)
 	decodeErrs = append(bodyErrs, decodeErrs...)
-	var errs []spec.FieldError
-	switch {
-	case body.Crawl != nil && body.URLs != nil:
-		errs = append(errs, spec.FieldError{Field: "crawl", Message: "give either urls or crawl, not both"})
-	case body.Crawl != nil:
-		errs = append(errs, batch.ValidateCrawl(body.Crawl, limit)...)
-	case len(body.URLs) == 0:
-		errs = append(errs, spec.FieldError{Field: "urls", Message: "is required (1 to " + strconv.Itoa(limit) + " URLs), or give a crawl"})
-	default:
-		errs = append(errs, batch.ValidateURLs(body.URLs)...)
+	req := &spec.BatchRequest{URLs: body.URLs, Crawl: body.Crawl}
+	kind, errs := batch.KindOf(req)
+	if kind != nil {
+		errs = kind.Check(req, limit)
 	}
 	errs = append(errs, batch.ValidateTemplate(&tmpl)...)
 	if body.Webhook != nil {
 		errs = append(errs, body.Webhook.Validate("webhook", batch.Events)...)
 	}
 	if errs = mergeFieldErrors(decodeErrs, errs); len(errs) > 0 {
-		return nil, invalid(errs)
+		return nil, nil, invalid(errs)
 	}
 	if p := s.checkFeatures(t, &tmpl); p != nil {
-		return nil, p
+		return nil, nil, p
 	}
 	if err := s.checkIdentity(ctx, t, &tmpl, "template."); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmpl.Normalize(spec.KindFetch)
-	if body.Crawl != nil && !tmpl.Wants(spec.OutLinks) {
-		tmpl.Output = append(tmpl.Output, spec.OutLinks) // a crawl follows them
-	}
-	return &tmpl, nil
+	kind.Template(&tmpl)
+	return kind, &tmpl, nil
 }
 
 func (s *Server) createBatch(c echo.Context) error {
@@ -100,7 +92,7 @@ func (s *Server) createBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tmpl, err := s.validateBatch(ctx, t, &body, bodyErrs)
+	kind, tmpl, err := s.validateBatch(ctx, t, &body, bodyErrs)
 	if err != nil {
 		return err
 	}
@@ -108,11 +100,8 @@ func (s *Server) createBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b := &rdb.Batch{Kind: spec.BatchKindURLs, Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
-	if body.Crawl != nil {
-		b.Kind = spec.BatchKindCrawl
-	}
-	acc, err := s.submitter.Batch(ctx, t, b, body.URLs, idem)
+	b := &rdb.Batch{Kind: kind.Name(), Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
+	acc, err := s.submitter.Batch(ctx, t, b, kind.Seeds(&spec.BatchRequest{URLs: body.URLs, Crawl: body.Crawl}), idem)
 	if err != nil {
 		return submitProblem(err)
 	}

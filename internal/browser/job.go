@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ type job struct {
 	tab *tab
 	t   *chromedp.Target
 	req Request
+	log *slog.Logger // the job's (its lines carry the job and tenant)
 
 	caller context.Context // the caller's context: the job's deadline
 	// ctx ends with caller, or when the tab or the browser goes away, or
@@ -85,7 +87,7 @@ type job struct {
 func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request) *job {
 	ev, _ := lifecycleName(req.WaitUntil)
 	j := &job{
-		p: p, b: b, tab: t, t: t.target, req: req,
+		p: p, b: b, tab: t, t: t.target, req: req, log: req.Log,
 		caller:      caller,
 		main:        cdp.FrameID(t.target.TargetID),
 		events:      ev,
@@ -97,6 +99,9 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 		commits:     map[cdp.LoaderID]int{},
 		inflight:    map[network.RequestID]bool{},
 		host:        req.Tenant + " " + hostOf(req.URL),
+	}
+	if j.log == nil {
+		j.log = p.log
 	}
 	j.byType = req.BlockResources && p.typeHosts.needs(j.host)
 	j.ctx, j.cancel = context.WithCancelCause(caller)
@@ -219,7 +224,7 @@ func (j *job) onEvent(ev any) {
 			// on this host from now on.
 			j.unnamed = true
 			j.p.typeHosts.note(j.host)
-			j.p.log.Debug("resource not blocked by name; the host's next jobs block by type", "host", j.host, "url", e.Response.URL)
+			j.log.Debug("resource not blocked by name; the host's next jobs block by type", "host", j.host, "url", e.Response.URL)
 		}
 		if e.Type != network.ResourceTypeDocument || e.FrameID != j.main {
 			j.mu.Unlock()

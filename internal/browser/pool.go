@@ -53,7 +53,7 @@ func New(cfg Config) (*Pool, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "browser"),
+		log:     cfg.Logger,
 		metrics: m,
 		ctx:     ctx,
 		cancel:  cancel,
@@ -264,8 +264,8 @@ func (p *Pool) Render(ctx context.Context, req Request) (*Result, error) {
 	j := newJob(p, b, t, ctx, req)
 	defer j.close()
 	res, err := j.run()
-	p.log.Debug("job rendered", "url", req.URL, "browser", b.id, "tab_wait", tabWait,
-		"took", time.Since(start), "err", err)
+	j.log.Debug("job rendered", "url", req.URL, "browser", b.id, "tab_wait_ms", tabWait.Milliseconds(),
+		"duration_ms", time.Since(start).Milliseconds(), "err", err)
 	return res, err
 }
 
@@ -437,7 +437,7 @@ func (p *Pool) replaceLocked(reason string) {
 			if p.ctx.Err() != nil {
 				return
 			}
-			p.log.Error("start replacement browser", "err", err, "retry_in", delay)
+			p.log.Error("start replacement browser", "err", err, "retry_in_ms", delay.Milliseconds())
 			select {
 			case <-p.ctx.Done():
 				return

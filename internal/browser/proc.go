@@ -206,7 +206,7 @@ func (p *Pool) launch(ctx context.Context) (*browserProc, error) {
 		b.shutdown()
 		return nil, fmt.Errorf("start chrome %s: %w", p.cfg.ChromePath, err)
 	}
-	p.log.Info("browser started", "browser", id, "pid", b.pid, "took", time.Since(start).Round(time.Millisecond))
+	p.log.Info("browser started", "browser", id, "pid", b.pid, "duration_ms", time.Since(start).Milliseconds())
 	return b, nil
 }
 

@@ -73,7 +73,7 @@ func (j *job) onRequestPaused(ev *fetch.EventRequestPaused) {
 		_, err = cdp.Call(j.ctx, j.t, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
 	}
 	if err != nil && j.ctx.Err() == nil {
-		j.p.log.Debug("answer intercepted request", "url", ev.Request.URL, "err", err)
+		j.log.Debug("answer intercepted request", "url", ev.Request.URL, "err", err)
 	}
 }
 
@@ -143,7 +143,7 @@ func (j *job) restoreCookies(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return err
 			}
-			j.p.log.Debug("skip a cookie Chrome refuses", "name", p.Name, "domain", p.Domain, "url", p.URL, "err", err)
+			j.log.Debug("skip a cookie Chrome refuses", "name", p.Name, "domain", p.Domain, "url", p.URL, "err", err)
 		}
 	}
 	return nil
@@ -244,7 +244,7 @@ func (j *job) captureState(ctx context.Context) (*spec.State, error) {
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			j.p.log.Debug("export origin storage", "origin", origin, "err", err)
+			j.log.Debug("export origin storage", "origin", origin, "err", err)
 			if in, ok := input[origin]; ok {
 				st.Origins = append(st.Origins, in) // keep what we had
 			}

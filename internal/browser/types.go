@@ -2,6 +2,7 @@ package browser
 
 import (
 	"encoding/json"
+	"log/slog"
 
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -41,6 +42,9 @@ type Request struct {
 	// it (the hosts that need blocking by type): what one tenant's jobs
 	// teach applies to that tenant's jobs only.
 	Tenant string
+	// Log is the job's logger (its lines carry the job and tenant); nil:
+	// the pool's.
+	Log *slog.Logger
 }
 
 // Action statuses.

@@ -110,9 +110,10 @@ func (s *Batches) index(ctx context.Context, p redis.Pipeliner, b *Batch) {
 	p.PExpire(ctx, k, s.ttl)
 }
 
-// CreateURLs writes a list batch: its hash (total and queued = len(urls),
-// one open step: the expansion) and its URL list, in one transaction of
-// pipelined commands. The batch:expand task then turns the list into jobs.
+// CreateURLs writes a batch: its hash (total and queued = len(urls), one
+// open step: the expansion) and its first URLs (a list's URLs, a crawl's
+// start page), in one transaction of pipelined commands. The batch:expand
+// task then turns the list into jobs.
 func (s *Batches) CreateURLs(ctx context.Context, b *Batch, urls []string) error {
 	f, err := s.fields(b, len(urls), 1)
 	if err != nil {
@@ -133,31 +134,6 @@ func (s *Batches) CreateURLs(ctx context.Context, b *Batch, urls []string) error
 		return nil
 	})
 	return err
-}
-
-// CreateCrawl writes a crawl batch and its start job (index 0, depth 0) in
-// one transaction and returns the job id; the caller enqueues its task.
-func (s *Batches) CreateCrawl(ctx context.Context, b *Batch) (string, error) {
-	f, err := s.fields(b, 1, 0)
-	if err != nil {
-		return "", err
-	}
-	id := BatchJobID(b.ID, 0)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, BatchKey(b.ID), f...)
-		p.HSet(ctx, seenKey(b.ID), b.Crawl.StartURL, id)
-		p.RPush(ctx, jobsKey(b.ID), id)
-		s.jobs.Create(ctx, p, JobRecord{ID: id, Tenant: b.Tenant, Kind: spec.KindFetch, URL: b.Crawl.StartURL,
-			CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true})
-		s.jobs.TrimIndex(ctx, p, b.Tenant)
-		p.HSet(ctx, JobKey(id), "depth", 0)
-		for _, k := range []string{BatchKey(b.ID), seenKey(b.ID), jobsKey(b.ID)} {
-			p.PExpire(ctx, k, s.ttl)
-		}
-		s.index(ctx, p, b)
-		return nil
-	})
-	return id, err
 }
 
 // Remove deletes a batch that could not be started (its first task could

@@ -197,12 +197,20 @@ func TestCrawlDiscovery(t *testing.T) {
 	b := newBatch(spec.BatchKindCrawl)
 	d := 2
 	b.Crawl = &spec.Crawl{StartURL: "http://site.test/", MaxDepth: &d, MaxPages: 4}
-	start, err := s.CreateCrawl(ctx, b)
-	if err != nil {
+	if err := s.CreateURLs(ctx, b, []string{b.Crawl.StartURL}); err != nil {
 		t.Fatal(err)
 	}
 	if v := checkSum(t, s, b.ID); v.Total != 1 || v.Queued != 1 {
 		t.Fatalf("new crawl: %+v", v)
+	}
+	// The expansion writes the start page (depth 0, claimed as seen).
+	ids, _, err := s.CreateChunk(ctx, b, 0, []string{b.Crawl.StartURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := ids[0]
+	if err := s.FinishExpand(ctx, b.ID); err != nil {
+		t.Fatal(err)
 	}
 	js.Start(ctx, start, 1)
 	js.Finish(ctx, start, Outcome{Status: spec.StatusSucceeded})

@@ -52,7 +52,9 @@ func (s *Batches) URLs(ctx context.Context, id string, start, n int) ([]string, 
 // start: each record is written once, whatever runs the expansion. The
 // records were counted in total and queued when the batch was created. It
 // returns the ids and whether the batch was cancelled when they were written
-// (then the caller cancels them instead of enqueueing them).
+// (then the caller cancels them instead of enqueueing them). In a crawl,
+// which visits each URL once, the URLs are also claimed in the seen hash,
+// at depth 0.
 func (s *Batches) CreateChunk(ctx context.Context, b *Batch, start int, urls []string) ([]string, bool, error) {
 	ids := make([]string, len(urls))
 	args := make([]any, len(urls))
@@ -73,6 +75,13 @@ func (s *Batches) CreateChunk(ctx context.Context, b *Batch, start int, urls []s
 			for i, u := range urls {
 				s.jobs.Create(ctx, p, JobRecord{ID: ids[i], Tenant: b.Tenant, Kind: spec.KindFetch, URL: u,
 					CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true, ListOrder: start + i})
+				if b.Crawl != nil {
+					p.HSet(ctx, seenKey(b.ID), u, ids[i])
+					p.HSet(ctx, JobKey(ids[i]), "depth", 0)
+				}
+			}
+			if b.Crawl != nil {
+				p.PExpire(ctx, seenKey(b.ID), s.ttl)
 			}
 			s.jobs.TrimIndex(ctx, p, b.Tenant)
 			p.RPush(ctx, jobsKey(b.ID), args...)

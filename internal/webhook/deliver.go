@@ -266,7 +266,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if result == nil {
 			outcome, result = OutcomeRetry, &retryError{code: a.Error}
 		}
-		log.Info("webhook attempt failed", "attempt", a.Attempt, "error", a.Error, "err", err)
+		log.Info("webhook attempt failed", "attempt", a.Attempt, "code", a.Error, "err", err)
 	default:
 		a.StatusCode = resp.StatusCode
 		switch {
@@ -279,11 +279,11 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			outcome = OutcomeRetry
 			result = &retryError{status: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 		}
-		log.Debug("webhook attempt", "attempt", a.Attempt, "status", resp.StatusCode, "duration_ms", a.DurationMs)
+		log.Debug("webhook attempt", "attempt", a.Attempt, "status_code", resp.StatusCode, "duration_ms", a.DurationMs)
 	}
 	if outcome == OutcomeRetry && last {
 		outcome = OutcomeFailed
-		log.Warn("webhook delivery given up", "attempts", a.Attempt, "error", a.Error, "status", a.StatusCode)
+		log.Warn("webhook delivery given up", "attempts", a.Attempt, "code", a.Error, "status_code", a.StatusCode)
 	}
 	d.outcomes.WithLabelValues(outcome).Inc()
 

@@ -41,7 +41,7 @@ func (e *Events) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job
 		return
 	}
 	if err := webhook.EnqueueOnce(ctx, e.Client, p.Request.Webhook, p.Tenant, p.JobID, ev, job, e.Schedule); err != nil {
-		e.Logger.Error("enqueue webhook", "job", p.JobID, "event", ev, "err", err)
+		e.Logger.Error("enqueue webhook", "job", p.JobID, "tenant", p.Tenant, "event", ev, "err", err)
 	}
 }
 
@@ -54,7 +54,7 @@ func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) {
 	in, err := w.Jobs.Get(ctx, p.Tenant, p.JobID, true)
 	if err != nil {
 		if err != rdb.ErrJobNotFound {
-			w.Logger.Error("read ended job", "job", p.JobID, "err", err)
+			w.Logger.Error("read ended job", "job", p.JobID, "tenant", p.Tenant, "err", err)
 		}
 		return
 	}

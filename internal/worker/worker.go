@@ -6,9 +6,7 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -20,10 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/browser"
-	"github.com/pagefleet/pagefleet/internal/convert"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
-	"github.com/pagefleet/pagefleet/internal/identity"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -177,165 +173,6 @@ func (w *Worker) isTerminal(ctx context.Context, jobID string) (bool, error) {
 	return st == "" || spec.Terminal(st), nil
 }
 
-// ProcessRun handles fetch and interact tasks.
-func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
-	p, err := jobs.DecodeRun(t.Payload())
-	if err != nil {
-		w.Logger.Error("bad payload", "kind", t.Type(), "err", err)
-		if p != nil && p.JobID != "" {
-			_ = w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: spec.StatusFailed, Error: spec.Errorf(spec.CodeInternal, false, "%v", err)})
-		}
-		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
-	}
-	log := w.Logger.With("job", p.JobID, "tenant", p.Tenant, "kind", p.Kind)
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	final := retried >= maxRetry
-
-	var lease *session.Lease
-	sid := ""
-	if p.Request.Session != nil {
-		sid = p.Request.Session.ID
-		lease, err = w.Sessions.Acquire(ctx, p.Tenant, sid, p.JobID, w.isTerminal)
-		if errors.Is(err, session.ErrBusy) {
-			w.busy.Inc()
-			// A job that ended while it waited (cancelled) leaves the line.
-			if st, _ := w.Jobs.Status(ctx, p.JobID); st == "" || spec.Terminal(st) {
-				w.removeFromLine(ctx, p.Tenant, sid, p.JobID)
-				return nil
-			}
-			return ErrSessionBusy
-		}
-		if errors.Is(err, session.ErrNotInLine) {
-			log.Info("duplicate delivery of an ended session job dropped")
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("session %q turn: %w", sid, err)
-		}
-		w.Sessions.ObserveWait(time.Since(p.AcceptedAt))
-	}
-
-	// The job can be cancelled from here on: a cancel that reaches the
-	// record before Start makes Start refuse the job, and one that comes
-	// later finds the job in w.running, so no status read is needed after
-	// Start.
-	jobCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	w.mu.Lock()
-	w.running[p.JobID] = cancel
-	if w.draining {
-		cancel(errStopping)
-	}
-	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		delete(w.running, p.JobID)
-		w.mu.Unlock()
-	}()
-
-	// Start takes the job's place among its tenant's running jobs in the
-	// same script (the running_jobs limit).
-	stopped, slot, err := w.start(ctx, p, retried+1)
-	if errors.Is(err, ErrTenantBusy) {
-		w.unlock(lease, false)
-		return err
-	}
-	if err != nil {
-		w.unlock(lease, false)
-		return fmt.Errorf("start job: %w", err)
-	}
-	defer slot.release()
-	if stopped != "" {
-		log.Info("job not run", "status", stopped)
-		if stopped == spec.StatusSucceeded || stopped == spec.StatusFailed {
-			// A redelivery after the outcome was written: make sure its
-			// events went out (they are deduplicated).
-			w.ended(ctx, p)
-		}
-		w.unlock(lease, true)
-		return nil
-	}
-	if retried == 0 {
-		w.queueWait.Observe(time.Since(p.AcceptedAt).Seconds())
-	}
-
-	if lease != nil {
-		var stopHold func()
-		jobCtx, stopHold = w.Sessions.Hold(jobCtx, lease)
-		defer stopHold()
-	}
-	w.inflight.Inc()
-	defer w.inflight.Dec()
-
-	log.Info("job started", "attempt", retried+1, "url", p.Request.URL)
-	start := time.Now()
-	out := w.run(jobCtx, p, lease, log)
-	mode := "plain"
-	if p.Request.Rendered(p.Kind) {
-		mode = "rendered"
-	}
-	w.runTime.WithLabelValues(p.Kind, mode).Observe(time.Since(start).Seconds())
-
-	switch {
-	case errors.Is(context.Cause(jobCtx), errCancelled):
-		log.Info("job cancelled while running")
-		w.unlock(lease, true)
-		w.jobsDone.WithLabelValues(p.Kind, spec.StatusCancelled).Inc()
-		w.ended(ctx, p)
-		return nil
-	case errors.Is(context.Cause(jobCtx), errStopping) && out.err != nil:
-		// The grace period ended and the attempt stopped: hand the job back,
-		// then wait for asynq to requeue the task (it cancels ctx after
-		// that). Nothing of this attempt runs any more when another worker
-		// takes the task, and the hand-back counts as no failed attempt.
-		_ = w.Jobs.Requeue(context.WithoutCancel(ctx), p.JobID)
-		w.unlock(lease, false)
-		log.Info("job handed back: the worker is stopping")
-		<-ctx.Done()
-		return fmt.Errorf("%w: %w", errStopping, ctx.Err())
-	case lease != nil && jobCtx.Err() != nil && ctx.Err() == nil && out.err != nil && !out.saved:
-		// The lease was lost: write nothing; a later attempt runs the job.
-		log.Warn("session lease lost; attempt abandoned")
-		return fmt.Errorf("session %q: %w", sid, session.ErrLeaseLost)
-	case ctx.Err() != nil && out.err != nil && errors.Is(ctx.Err(), context.Canceled) && !final:
-		// The worker is shutting down: hand the job back.
-		_ = w.Jobs.Requeue(context.WithoutCancel(ctx), p.JobID)
-		w.unlock(lease, false)
-		return fmt.Errorf("worker stopping: %w", ctx.Err())
-	}
-
-	if out.err != nil && out.err.Retryable && !final {
-		log.Warn("job attempt failed; will retry", "code", out.err.Code, "err", out.err.Message)
-		_ = w.Jobs.Requeue(context.WithoutCancel(ctx), p.JobID)
-		w.unlock(lease, false)
-		return out.err
-	}
-	o := rdb.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, LeaveRunning: slot.tenant()}
-	if out.err != nil {
-		o.Status, o.Error = spec.StatusFailed, out.err
-	}
-	if out.result != nil {
-		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
-	}
-	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, rdb.ErrJobEnded) {
-		w.unlock(lease, false)
-		return fmt.Errorf("write outcome: %w", err)
-	}
-	if slot != nil {
-		slot.left = true // Finish gave the place back
-	}
-	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
-	if out.err != nil {
-		log.Info("job failed", "code", out.err.Code, "err", out.err.Message, "ms", time.Since(start).Milliseconds())
-	} else {
-		log.Info("job succeeded", "status_code", out.result.StatusCode, "ms", time.Since(start).Milliseconds(), "session_updated", out.updated)
-	}
-	w.unlock(lease, true)
-	w.ended(ctx, p)
-	return nil
-}
-
 // outcomeRetryFor bounds how long finish retries: less than asynq's 30 s
 // task lease, which lapses while Redis is unreachable.
 const outcomeRetryFor = 20 * time.Second
@@ -355,7 +192,7 @@ func (w *Worker) finish(ctx context.Context, id string, o rdb.Outcome) error {
 		if err == nil || errors.Is(err, rdb.ErrJobEnded) || time.Now().Add(delay).After(deadline) {
 			return err
 		}
-		w.Logger.Warn("write outcome; retrying", "job", id, "err", err, "retry_in", delay)
+		w.Logger.Warn("write outcome; retrying", "job", id, "err", err, "retry_in_ms", delay.Milliseconds())
 		select {
 		case <-ctx.Done(): // the task's lease lapsed, or its deadline passed
 			return err
@@ -376,13 +213,13 @@ func (w *Worker) unlock(l *session.Lease, done bool) {
 	defer cancel()
 	if !done {
 		if err := w.Sessions.Unlock(ctx, l); err != nil {
-			w.Logger.Warn("session unlock", "session", l.SID, "err", err)
+			w.Logger.Warn("session unlock", "job", l.JobID, "tenant", l.Tenant, "session", l.SID, "err", err)
 		}
 		return
 	}
 	next, err := w.Sessions.Release(ctx, l)
 	if err != nil {
-		w.Logger.Warn("session release", "session", l.SID, "err", err)
+		w.Logger.Warn("session release", "job", l.JobID, "tenant", l.Tenant, "session", l.SID, "err", err)
 		return
 	}
 	w.wake(next)
@@ -405,203 +242,4 @@ func (w *Worker) wake(jobID string) {
 			return
 		}
 	}
-}
-
-type runOutcome struct {
-	result  *spec.Result
-	err     *spec.Error
-	updated bool
-	saved   bool
-}
-
-// run executes the job and derives its outputs.
-func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger) runOutcome {
-	req := &p.Request
-	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
-	if ierr != nil {
-		w.touchSession(ctx, lease)
-		return runOutcome{err: ierr}
-	}
-	var prev *spec.State
-	if lease != nil {
-		st, _, err := w.Sessions.Load(ctx, p.Tenant, lease.SID)
-		switch {
-		case errors.Is(err, session.ErrNotFound):
-		case err != nil:
-			return runOutcome{err: spec.Errorf(spec.CodeInternal, true, "load session: %v", err)}
-		default:
-			prev = st
-		}
-	}
-	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
-	runCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	res := &spec.Result{URL: req.URL}
-	var html string
-	var next *spec.State
-	var jerr *spec.Error
-	if req.Rendered(p.Kind) {
-		shot := req.Wants(spec.OutScreenshot)
-		br, err := w.Browser.Render(runCtx, browser.Request{
-			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
-			State: prev, CaptureState: lease != nil, Identity: browserIdentity(ident),
-			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant,
-		})
-		if err != nil {
-			jerr = asJobError(err, runCtx)
-		}
-		if br != nil {
-			res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
-			html = br.HTML
-			if shot {
-				res.Screenshot = br.Screenshot
-			}
-			for _, a := range br.Actions {
-				res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
-					DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
-			}
-			next = br.State
-		}
-		if jerr != nil && br == nil {
-			w.touchSession(ctx, lease) // a failed job used the session too
-			return runOutcome{err: jerr}
-		}
-	} else {
-		freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident)}
-		if prev != nil {
-			freq.Cookies = prev.Cookies
-		}
-		fr, err := w.Fetcher.Do(runCtx, freq)
-		if err != nil {
-			w.touchSession(ctx, lease) // a failed job used the session too
-			return runOutcome{err: asJobError(err, runCtx)}
-		}
-		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
-		html = fr.Body
-		if lease != nil {
-			next = spec.CloneState(prev)
-			next.Cookies = fr.Cookies
-		}
-	}
-
-	if err := w.outputs(runCtx, req, res, html); err != nil && jerr == nil {
-		jerr = err
-	}
-
-	out := runOutcome{result: res, err: jerr}
-	if lease != nil && next != nil && (jerr == nil || jerr.Code == spec.CodeActionFailed) {
-		changed, err := w.Sessions.Save(context.WithoutCancel(ctx), lease, next)
-		switch {
-		case errors.Is(err, session.ErrTooLarge):
-			out.err = spec.Errorf(spec.CodeSessionTooLarge, false, "the session state would exceed the size cap; the stored state is unchanged")
-			w.touchSession(ctx, lease)
-		case errors.Is(err, session.ErrDeleted):
-			// The user deleted the session while the job ran (DELETE waits
-			// only so long): the job's result stands, nothing is saved.
-			w.Logger.Info("session deleted while its job ran; state not saved", "job", p.JobID, "session", lease.SID)
-		case errors.Is(err, session.ErrStaleFence):
-			return runOutcome{err: spec.Errorf(spec.CodeInternal, true, "session lease lost")}
-		case err != nil:
-			return runOutcome{err: spec.Errorf(spec.CodeInternal, true, "save session: %v", err)}
-		default:
-			out.updated, out.saved = changed, true
-		}
-	} else {
-		w.touchSession(ctx, lease)
-	}
-	return out
-}
-
-// touchSession restarts the expiry clock of the session of lease (if any)
-// after a job that did not save its state: every job of a session counts as
-// a use, whatever its outcome.
-func (w *Worker) touchSession(ctx context.Context, lease *session.Lease) {
-	if lease != nil {
-		_ = w.Sessions.Touch(context.WithoutCancel(ctx), lease)
-	}
-}
-
-// outputs fills the requested outputs from the page's HTML.
-func (w *Worker) outputs(ctx context.Context, req *spec.Request, res *spec.Result, html string) *spec.Error {
-	if req.Wants(spec.OutHTML) {
-		res.HTML = &html
-	}
-	needDoc := req.Wants(spec.OutMarkdown) || req.Wants(spec.OutText) || req.Wants(spec.OutLinks) || req.Wants(spec.OutMetadata) || req.Extract != nil
-	if !needDoc {
-		return nil
-	}
-	base := res.FinalURL
-	if base == "" {
-		base = req.URL
-	}
-	doc, err := convert.Parse(html, base)
-	if err != nil {
-		return spec.Errorf(spec.CodeInternal, false, "parse page: %v", err)
-	}
-	var md string
-	if req.Wants(spec.OutMarkdown) || (req.Extract != nil && req.Extract.Mode == "schema") {
-		md, err = doc.Markdown()
-		if err != nil {
-			return spec.Errorf(spec.CodeInternal, false, "markdown: %v", err)
-		}
-		if req.Wants(spec.OutMarkdown) {
-			res.Markdown = &md
-		}
-	}
-	if req.Wants(spec.OutText) {
-		t := doc.Text()
-		res.Text = &t
-	}
-	if req.Wants(spec.OutLinks) {
-		res.Links = doc.Links()
-		if res.Links == nil {
-			res.Links = []string{}
-		}
-	}
-	if req.Wants(spec.OutMetadata) {
-		res.Metadata, _ = json.Marshal(doc.Metadata())
-	}
-	if req.Extract != nil && req.Wants(spec.OutJSON) {
-		var v map[string]any
-		switch req.Extract.Mode {
-		case "selectors":
-			v, err = extract.Selectors(doc, req.Extract.Selectors)
-			if err != nil {
-				return asJobError(err, ctx)
-			}
-		case "schema":
-			var usage extract.Usage
-			v, usage, err = extract.Schema(ctx, w.LLM, req.Extract.Schema, md, base)
-			res.Usage, _ = json.Marshal(usage)
-			if err != nil {
-				return asJobError(err, ctx)
-			}
-		}
-		res.JSON, _ = json.Marshal(v)
-	}
-	return nil
-}
-
-// asJobError turns any error into a job error.
-func asJobError(err error, ctx context.Context) *spec.Error {
-	var je *spec.Error
-	if errors.As(err, &je) {
-		return je
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return spec.Errorf(spec.CodeTimeout, true, "the job ran out of time")
-	}
-	return spec.Errorf(spec.CodeInternal, true, "%v", err)
-}
-
-// shotAction reports whether actions take a screenshot: the page then loads
-// its images, media and fonts, as for a screenshot output.
-func shotAction(actions []spec.Action) bool {
-	for _, a := range actions {
-		if a.Type == spec.ActScreenshot {
-			return true
-		}
-	}
-	return false
 }

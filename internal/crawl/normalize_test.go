@@ -1,4 +1,4 @@
-package batch
+package crawl
 
 import (
 	"net/url"

@@ -1,0 +1,74 @@
+package batch
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/pagefleet/pagefleet/internal/crawl"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// crawlKind is a batch that discovers its pages by following links from a
+// start page (package crawl follows them).
+type crawlKind struct{}
+
+func (crawlKind) Name() string                      { return spec.BatchKindCrawl }
+func (crawlKind) Asked(req *spec.BatchRequest) bool { return req.Crawl != nil }
+func (crawlKind) Seeds(req *spec.BatchRequest) []string {
+	return []string{req.Crawl.StartURL}
+}
+
+// Template asks every page for its links, which the crawl follows.
+func (crawlKind) Template(t *spec.Request) {
+	if !t.Wants(spec.OutLinks) {
+		t.Output = append(t.Output, spec.OutLinks)
+	}
+}
+
+// Check validates the crawl against maxPages (the tenant's batch size) and
+// fills its defaults: the start URL normalised, max_depth 3, max_pages
+// 1000 (at most maxPages), same_origin true.
+func (crawlKind) Check(req *spec.BatchRequest, maxPages int) []spec.FieldError {
+	c := req.Crawl
+	var errs []spec.FieldError
+	add := func(f, m string) { errs = append(errs, spec.FieldError{Field: "crawl." + f, Message: m}) }
+	if m := spec.CheckURL(c.StartURL); m != "" {
+		add("start_url", m)
+	} else if n, err := crawl.Normalize(c.StartURL); err != nil {
+		add("start_url", "is not a URL a crawl can start from")
+	} else {
+		c.StartURL = n
+	}
+	if c.MaxDepth == nil {
+		d := DefaultMaxDepth
+		c.MaxDepth = &d
+	} else if *c.MaxDepth < 0 || *c.MaxDepth > MaxDepth {
+		add("max_depth", fmt.Sprintf("must be between 0 and %d", MaxDepth))
+	}
+	switch {
+	case c.MaxPages == 0:
+		c.MaxPages = min(DefaultMaxPages, maxPages)
+	case c.MaxPages < 0 || c.MaxPages > maxPages:
+		add("max_pages", fmt.Sprintf("must be between 1 and %d (the tenant's batch size)", maxPages))
+	}
+	for name, list := range map[string][]string{"include": c.Include, "exclude": c.Exclude} {
+		if len(list) > MaxPatterns {
+			add(name, fmt.Sprintf("must have at most %d patterns", MaxPatterns))
+			continue
+		}
+		for i, p := range list {
+			if len(p) > MaxPatternLength {
+				add(fmt.Sprintf("%s[%d]", name, i), fmt.Sprintf("is longer than %d characters", MaxPatternLength))
+			} else if _, err := regexp.Compile(p); err != nil {
+				add(fmt.Sprintf("%s[%d]", name, i), "is not a valid regular expression: "+strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			}
+		}
+	}
+	if c.SameOrigin == nil {
+		t := true
+		c.SameOrigin = &t
+	}
+	sortErrors(errs)
+	return errs
+}

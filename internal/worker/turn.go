@@ -1,0 +1,242 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/pagefleet/pagefleet/internal/rdb"
+	"github.com/pagefleet/pagefleet/internal/session"
+	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
+)
+
+// turn is one attempt at a fetch or interact task. It takes, in order, the
+// job's session turn (a lease), its place in w.running (so that a cancel
+// reaches it), and, with the start of the attempt, a place among its
+// tenant's running jobs; end gives back whatever it took, in one place,
+// whichever way the turn went.
+type turn struct {
+	w       *Worker
+	ctx     context.Context // the task's context
+	p       *jobs.RunPayload
+	log     *slog.Logger
+	attempt int  // 1 for the first
+	final   bool // no retry after this one
+
+	lease    *session.Lease
+	slot     *heldSlot
+	jobCtx   context.Context // ends on a cancel, a drain, or a lost lease
+	cancel   context.CancelCauseFunc
+	stopHold func()
+	running  bool // counted in pagefleet_jobs_running
+
+	// ended: the job ended for good, so it leaves its session's line (and
+	// the next job of the session is woken); otherwise it keeps its place.
+	ended bool
+	// report: tell the finish hooks (webhook events, batch pages).
+	report bool
+}
+
+// ProcessRun handles fetch and interact tasks.
+func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
+	p, err := jobs.DecodeRun(t.Payload())
+	if err != nil {
+		w.Logger.Error("bad payload", "kind", t.Type(), "err", err)
+		if p != nil && p.JobID != "" {
+			_ = w.Jobs.Finish(ctx, p.JobID, rdb.Outcome{Status: spec.StatusFailed, Error: spec.Errorf(spec.CodeInternal, false, "%v", err)})
+		}
+		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	tn := &turn{w: w, ctx: ctx, p: p, attempt: retried + 1, final: retried >= maxRetry,
+		log: w.Logger.With("job", p.JobID, "tenant", p.Tenant, "kind", p.Kind)}
+	defer tn.end()
+	if ok, err := tn.take(); !ok {
+		return err
+	}
+	return tn.runAndDecide()
+}
+
+// take takes what the attempt needs: the session turn, then the start of
+// the attempt. It reports false, with the task's answer, when the job does
+// not run now.
+func (tn *turn) take() (bool, error) {
+	w, p := tn.w, tn.p
+	if p.Request.Session != nil {
+		sid := p.Request.Session.ID
+		lease, err := w.Sessions.Acquire(tn.ctx, p.Tenant, sid, p.JobID, w.isTerminal)
+		switch {
+		case errors.Is(err, session.ErrBusy):
+			w.busy.Inc()
+			// A job that ended while it waited (cancelled) leaves the line.
+			if st, _ := w.Jobs.Status(tn.ctx, p.JobID); st == "" || spec.Terminal(st) {
+				w.removeFromLine(tn.ctx, p.Tenant, sid, p.JobID)
+				return false, nil
+			}
+			return false, ErrSessionBusy
+		case errors.Is(err, session.ErrNotInLine):
+			tn.log.Info("duplicate delivery of an ended session job dropped")
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("session %q turn: %w", sid, err)
+		}
+		tn.lease = lease
+		w.Sessions.ObserveWait(time.Since(p.AcceptedAt))
+	}
+
+	// The job can be cancelled from here on: a cancel that reaches the
+	// record before Start makes Start refuse the job, and one that comes
+	// later finds the job in w.running, so no status read is needed after
+	// Start.
+	tn.jobCtx, tn.cancel = context.WithCancelCause(tn.ctx)
+	w.mu.Lock()
+	w.running[p.JobID] = tn.cancel
+	if w.draining {
+		tn.cancel(errStopping)
+	}
+	w.mu.Unlock()
+
+	// Start takes the job's place among its tenant's running jobs in the
+	// same script (the running_jobs limit).
+	stopped, slot, err := w.start(tn.ctx, p, tn.attempt)
+	switch {
+	case errors.Is(err, ErrTenantBusy):
+		return false, err
+	case err != nil:
+		return false, fmt.Errorf("start job: %w", err)
+	}
+	tn.slot = slot
+	if stopped != "" {
+		tn.log.Info("job not run", "status", stopped)
+		tn.ended = true
+		// A redelivery after the outcome was written: make sure its events
+		// went out (they are deduplicated).
+		tn.report = stopped == spec.StatusSucceeded || stopped == spec.StatusFailed
+		return false, nil
+	}
+	if tn.attempt == 1 {
+		w.queueWait.Observe(time.Since(p.AcceptedAt).Seconds())
+	}
+	if tn.lease != nil {
+		tn.jobCtx, tn.stopHold = w.Sessions.Hold(tn.jobCtx, tn.lease)
+	}
+	w.inflight.Inc()
+	tn.running = true
+	return true, nil
+}
+
+// runAndDecide runs the job, decides what its attempt comes to and acts on
+// the verdict.
+func (tn *turn) runAndDecide() error {
+	w, p, ctx := tn.w, tn.p, tn.ctx
+	tn.log.Info("job started", "attempt", tn.attempt, "url", p.Request.URL)
+	start := time.Now()
+	out := w.run(tn.jobCtx, p, tn.lease, tn.log)
+	mode := "plain"
+	if p.Request.Rendered(p.Kind) {
+		mode = "rendered"
+	}
+	w.runTime.WithLabelValues(p.Kind, mode).Observe(time.Since(start).Seconds())
+
+	cause := context.Cause(tn.jobCtx)
+	v := decide(facts{
+		err:       out.err,
+		cancelled: errors.Is(cause, errCancelled),
+		stopping:  errors.Is(cause, errStopping),
+		shutdown:  errors.Is(ctx.Err(), context.Canceled),
+		leaseLost: tn.lease != nil && ctx.Err() == nil && errors.Is(cause, session.ErrLeaseLost),
+		saved:     out.saved,
+		final:     tn.final,
+	})
+	bg := context.WithoutCancel(ctx)
+	switch v {
+	case cancelled:
+		tn.log.Info("job cancelled while running")
+		w.jobsDone.WithLabelValues(p.Kind, spec.StatusCancelled).Inc()
+		tn.ended, tn.report = true, true
+		return nil
+	case handBack:
+		// Hand the job back, then wait for asynq to requeue the task (it
+		// cancels ctx after that): nothing of this attempt runs any more
+		// when another worker takes the task, and the hand-back counts as
+		// no failed attempt.
+		_ = w.Jobs.Requeue(bg, p.JobID)
+		tn.endSession()
+		tn.log.Info("job handed back: the worker is stopping")
+		<-ctx.Done()
+		return fmt.Errorf("%w: %w", errStopping, ctx.Err())
+	case abandon:
+		// Write nothing: a newer holder may run the session. A later
+		// attempt runs the job.
+		tn.log.Warn("session lease lost; attempt abandoned")
+		return fmt.Errorf("session %q: %w", tn.lease.SID, session.ErrLeaseLost)
+	case retry:
+		tn.log.Warn("job attempt failed; will retry", "code", out.err.Code, "err", out.err.Message)
+		_ = w.Jobs.Requeue(bg, p.JobID)
+		return out.err
+	}
+
+	o := rdb.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, LeaveRunning: tn.slot.tenant()}
+	if out.err != nil {
+		o.Status, o.Error = spec.StatusFailed, out.err
+	}
+	if out.result != nil {
+		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
+	}
+	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, rdb.ErrJobEnded) {
+		return fmt.Errorf("write outcome: %w", err)
+	}
+	if tn.slot != nil {
+		tn.slot.left = true // Finish gave the place back
+	}
+	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
+	if out.err != nil {
+		tn.log.Info("job failed", "code", out.err.Code, "err", out.err.Message, "duration_ms", time.Since(start).Milliseconds())
+	} else {
+		tn.log.Info("job succeeded", "status_code", out.result.StatusCode, "duration_ms", time.Since(start).Milliseconds(), "session_updated", out.updated)
+	}
+	tn.ended, tn.report = true, true
+	return nil
+}
+
+// end gives back what the turn took: the lease renewals, the place in
+// w.running, the running_jobs place, the session turn (leaving the line
+// when the job ended), and tells the finish hooks when there is something
+// to report.
+func (tn *turn) end() {
+	w := tn.w
+	if tn.running {
+		w.inflight.Dec()
+	}
+	if tn.stopHold != nil {
+		tn.stopHold()
+	}
+	if tn.cancel != nil {
+		w.mu.Lock()
+		delete(w.running, tn.p.JobID)
+		w.mu.Unlock()
+		tn.cancel(nil)
+	}
+	tn.slot.release()
+	tn.endSession()
+	if tn.report {
+		w.ended(tn.ctx, tn.p)
+	}
+}
+
+// endSession ends the session turn, once: a job that ended leaves the line
+// and wakes the next job; any other keeps its place (it runs again) and
+// only frees the lock.
+func (tn *turn) endSession() {
+	if tn.lease == nil {
+		return
+	}
+	tn.w.unlock(tn.lease, tn.ended)
+	tn.lease = nil
+}
