@@ -20,13 +20,12 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
-// batchBody is the body of POST /v1/batches. The template is decoded on its
-// own so that its unknown fields are named template.….
+// batchBody is the body of POST /v1/batches: spec.BatchRequest, whose
+// template is decoded on its own so that its unknown fields are named
+// template.….
 type batchBody struct {
-	URLs     []string        `json:"urls"`
-	Crawl    *spec.Crawl     `json:"crawl"`
+	spec.BatchRequest
 	Template json.RawMessage `json:"template"`
-	Webhook  *spec.Webhook   `json:"webhook"`
 }
 
 // decodeTemplate decodes a batch's template like a job's body; its field
@@ -61,7 +60,7 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 	}
 	tmpl, decodeErrs := decodeTemplate(body.Template)
 	decodeErrs = append(bodyErrs, decodeErrs...)
-	req := &spec.BatchRequest{URLs: body.URLs, Crawl: body.Crawl}
+	req := &body.BatchRequest
 	kind, errs := batch.KindOf(req)
 	if kind != nil {
 		errs = kind.Check(req, limit)
@@ -101,7 +100,7 @@ func (s *Server) createBatch(c echo.Context) error {
 		return err
 	}
 	b := &rdb.Batch{Kind: kind.Name(), Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
-	acc, err := s.submitter.Batch(ctx, t, b, kind.Seeds(&spec.BatchRequest{URLs: body.URLs, Crawl: body.Crawl}), idem)
+	acc, err := s.submitter.Batch(ctx, t, b, kind.Seeds(&body.BatchRequest), idem)
 	if err != nil {
 		return submitProblem(err)
 	}

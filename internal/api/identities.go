@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -47,19 +48,15 @@ func (s *Server) checkIdentity(ctx context.Context, t *tenant.Tenant, req *spec.
 
 func quoteName(n string) string { b, _ := json.Marshal(n); return string(b) }
 
-// identityBody is the body of PUT /v1/identities/{name}. name, created_at
-// and updated_at are accepted so that an object read with GET can be sent
-// back; name must match the path and the times are ignored.
+// identityBody is the body of PUT /v1/identities/{name}: spec.Identity,
+// whose name, created_at and updated_at are accepted (so that an object
+// read with GET can be sent back) but not taken: name must match the path
+// and the times, whatever their form, are ignored.
 type identityBody struct {
-	Name           *string            `json:"name"`
-	UserAgent      string             `json:"user_agent"`
-	Locale         string             `json:"locale"`
-	Timezone       string             `json:"timezone"`
-	AcceptLanguage string             `json:"accept_language"`
-	Viewport       *identity.Viewport `json:"viewport"`
-	Headers        map[string]string  `json:"headers"`
-	CreatedAt      json.RawMessage    `json:"created_at"`
-	UpdatedAt      json.RawMessage    `json:"updated_at"`
+	spec.Identity
+	Name      *string         `json:"name"`
+	CreatedAt json.RawMessage `json:"created_at"`
+	UpdatedAt json.RawMessage `json:"updated_at"`
 }
 
 func (s *Server) putIdentity(c echo.Context) error {
@@ -73,8 +70,8 @@ func (s *Server) putIdentity(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := &identity.Profile{Name: name, UserAgent: body.UserAgent, Locale: body.Locale, Timezone: body.Timezone,
-		AcceptLanguage: body.AcceptLanguage, Viewport: body.Viewport, Headers: body.Headers}
+	p := &body.Identity
+	p.Name, p.CreatedAt, p.UpdatedAt = name, time.Time{}, time.Time{}
 	errs := identity.Validate(p)
 	if body.Name != nil && *body.Name != name {
 		errs = append(errs, spec.FieldError{Field: "name", Message: "must match the name in the path, " + quoteName(name)})

@@ -27,6 +27,8 @@ const DefaultMaxIdentities = 1000
 type IdentitiesConfig struct {
 	// MaxPerTenant bounds the profiles of one tenant (default 1000).
 	MaxPerTenant int
+	// Now is the clock of created_at and updated_at (nil: time.Now).
+	Now func() time.Time
 }
 
 // Identities keeps identity profiles in Redis. It is safe for concurrent use.
@@ -39,6 +41,9 @@ type Identities struct {
 func NewIdentities(rdb redis.UniversalClient, cfg IdentitiesConfig) *Identities {
 	if cfg.MaxPerTenant <= 0 {
 		cfg.MaxPerTenant = DefaultMaxIdentities
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Identities{rdb: rdb, cfg: cfg}
 }
@@ -87,7 +92,7 @@ func (s *Identities) Put(ctx context.Context, tenant string, p *spec.Identity) (
 	if err != nil {
 		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
 	}
-	now := time.Now().UTC()
+	now := s.cfg.Now().UTC()
 	res, err := putIdentityScript.Run(ctx, s.rdb, []string{identityKey(tenant, p.Name), identityIndexKey(tenant)},
 		p.Name, doc, now.Format(time.RFC3339Nano), s.cfg.MaxPerTenant).Slice()
 	if err != nil {

@@ -17,7 +17,8 @@ func TestIdentities(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t, 0)
 	ctx := context.Background()
-	s := rdb.NewIdentities(client, rdb.IdentitiesConfig{MaxPerTenant: 3})
+	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := rdb.NewIdentities(client, rdb.IdentitiesConfig{MaxPerTenant: 3, Now: func() time.Time { return clock }})
 
 	p := &spec.Identity{Name: "de-desktop", Locale: "de-DE", Timezone: "Europe/Berlin", AcceptLanguage: "de-DE,de;q=0.9",
 		Viewport: &spec.Viewport{Width: 1280, Height: 800}, Headers: map[string]string{"X-A": "1"}}
@@ -39,7 +40,7 @@ func TestIdentities(t *testing.T) {
 		t.Errorf("other tenant sees it: %v", err)
 	}
 
-	time.Sleep(2 * time.Millisecond)
+	clock = clock.Add(time.Second)
 	r := &spec.Identity{Name: "de-desktop", UserAgent: "UA/2"}
 	created, err = s.Put(ctx, "acme", r)
 	if err != nil || created {
@@ -49,7 +50,7 @@ func TestIdentities(t *testing.T) {
 	if got.UserAgent != "UA/2" || got.Locale != "" || got.Viewport != nil || len(got.Headers) != 0 || got.Headers == nil {
 		t.Errorf("replace kept old fields: %+v", got)
 	}
-	if !got.CreatedAt.Equal(p.CreatedAt) || !got.UpdatedAt.After(p.UpdatedAt) {
+	if !got.CreatedAt.Equal(p.CreatedAt) || !got.UpdatedAt.Equal(clock) {
 		t.Errorf("replace times: created %v (was %v) updated %v", got.CreatedAt, p.CreatedAt, got.UpdatedAt)
 	}
 

@@ -761,7 +761,20 @@ func NewNotifier(rdb redis.UniversalClient) *Notifier {
 
 // Run listens until ctx ends.
 func (n *Notifier) Run(ctx context.Context) {
-	sub := n.rdb.Subscribe(ctx, EventsChannel)
+	listen(ctx, n.rdb, EventsChannel, func(payload string) {
+		id := strings.TrimPrefix(payload, "{pf}:job:")
+		n.mu.Lock()
+		for _, c := range n.waiters[id] {
+			close(c)
+		}
+		delete(n.waiters, id)
+		n.mu.Unlock()
+	})
+}
+
+// listen calls fn with every message published on channel until ctx ends.
+func listen(ctx context.Context, c redis.UniversalClient, channel string, fn func(payload string)) {
+	sub := c.Subscribe(ctx, channel)
 	defer sub.Close()
 	ch := sub.Channel()
 	for {
@@ -772,13 +785,7 @@ func (n *Notifier) Run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			id := strings.TrimPrefix(m.Payload, "{pf}:job:")
-			n.mu.Lock()
-			for _, c := range n.waiters[id] {
-				close(c)
-			}
-			delete(n.waiters, id)
-			n.mu.Unlock()
+			fn(m.Payload)
 		}
 	}
 }
@@ -809,20 +816,7 @@ func (n *Notifier) Watch(id string) (<-chan struct{}, func()) {
 // WatchCancels calls fn with the id of every job cancelled while it ran
 // (the API publishes them), until ctx ends.
 func (s *Jobs) WatchCancels(ctx context.Context, fn func(jobID string)) {
-	sub := s.rdb.Subscribe(ctx, CancelChannel)
-	defer sub.Close()
-	ch := sub.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			fn(m.Payload)
-		}
-	}
+	listen(ctx, s.rdb, CancelChannel, fn)
 }
 
 // CountRerun counts one more rerun of task (an archived batch expansion
