@@ -517,7 +517,10 @@ func TestChaosWorkerKilled(t *testing.T) {
 	// Counted once nothing can send another: no run task is left to run
 	// again (each job enqueues its event while its task is active) and no
 	// delivery is pending or waiting for a retry on the 1s,2s,5s schedule.
-	e.Drain(t, 60*time.Second, rcv.attempts)
+	// The killed worker's own tasks stay active in asynq until its
+	// recoverer finds their lease lapsed (30 s, checked once a minute);
+	// they then run, find their jobs ended and do nothing.
+	e.Drain(t, 150*time.Second, rcv.attempts)
 	evs, ids, rejected := rcv.snapshot()
 	if rejected != 0 {
 		t.Errorf("%d deliveries failed signature verification", rejected)

@@ -3,7 +3,8 @@
 //
 // Shutdown order on SIGTERM: stop pulling work and let in-flight jobs finish
 // within PAGEFLEET_SHUTDOWN_TIMEOUT; then the rest stop and hand their jobs
-// back (worker.Drain) and Chrome stops, and asynq requeues their tasks; stop the
+// back (worker.Drain) and Chrome stops, and asynq requeues their tasks; stop
+// the heartbeat and leave the workers' registry (worker.Recovery); stop the
 // Chrome pool (no chromium process outlives the worker), stop the egress
 // proxy and the metrics server, then close Redis.
 package main
@@ -53,7 +54,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	log := cfg.NewLogger("worker")
+	// The worker's id names it in Redis: its heartbeat, the owner tokens
+	// of its attempts and its claims (see internal/worker/recover.go).
+	workerID := rdb.NewID("w")
+	log := cfg.NewLogger("worker").With("worker_id", workerID)
 	rc, err := cfg.NewRedis()
 	if err != nil {
 		return err
@@ -87,7 +91,8 @@ func run() error {
 	if err := pool.Start(ctx); err != nil {
 		return fmt.Errorf("chrome pool: %w", err)
 	}
-	sessions, err := session.New(rc, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg})
+	sessions, err := session.New(rc, session.Config{TTL: cfg.SessionTTL, MaxBytes: cfg.SessionMaxBytes, Key: cfg.SessionKey, Registerer: reg,
+		Worker: workerID})
 	if err != nil {
 		return err
 	}
@@ -105,7 +110,9 @@ func run() error {
 	bulk := worker.NewBulk(worker.BulkConfig{Redis: rc, Jobs: jobStore, Batches: batches, Tenants: tenants, Queue: queue,
 		Follower: crawl.NewFollower(batches, fetcher, log),
 		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
+	recovery := worker.NewRecovery(workerID, rdb.NewWorkers(rc), jobStore, queue, log, reg)
 	w := worker.New(worker.Deps{
+		ID:    workerID,
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
 		Fetcher: fetcher,
 		LLM:     extract.LLMConfig{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey},
@@ -137,6 +144,7 @@ func run() error {
 		}),
 	})
 	mux := asynq.NewServeMux()
+	mux.Use(recovery.Middleware) // claims of webhook deliveries and batch expansions
 	w.Register(mux)
 	bulk.Register(mux) // batch:expand, and the running_bulk_jobs cap on batch jobs
 	mux.Handle(jobs.KindWebhookDeliver, deliverer)
@@ -168,8 +176,10 @@ func run() error {
 	lctx, lcancel := context.WithCancel(context.Background())
 	defer lcancel()
 	go w.CancelListener(lctx)
-	go bulk.Run(lctx)                   // puts back the jobs of a dead worker's bulk slots
 	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
+	if err := recovery.Start(ctx); err != nil {
+		return err
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("asynq: %w", err)
 	}
@@ -197,6 +207,9 @@ func run() error {
 	lcancel()
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	if err := recovery.Stop(sctx); err != nil {
+		log.Warn("leave the workers' registry", "err", err)
+	}
 	if err := pool.Stop(sctx); err != nil {
 		log.Warn("chrome pool stop", "err", err)
 	}

@@ -88,7 +88,7 @@ func TestListBatchCountsAndCompletion(t *testing.T) {
 	if v := checkSum(t, s, b.ID); v.Running != 1 || v.Queued != 3 {
 		t.Fatalf("after start: %+v", v)
 	}
-	if err := js.Requeue(ctx, ids[0]); err != nil {
+	if err := js.Requeue(ctx, ids[0], ""); err != nil {
 		t.Fatal(err)
 	}
 	if v := checkSum(t, s, b.ID); v.Running != 0 || v.Queued != 4 {
@@ -297,26 +297,26 @@ func TestSlots(t *testing.T) {
 	if n, _ := s.RunningBulk(ctx, "acme"); n != 0 {
 		t.Fatalf("running after release: %d", n)
 	}
-	// a lapsed slot is reaped once
-	if r, _ := s.AcquireSlot(ctx, "acme", ids[3], 2, 50*time.Millisecond, false); r != SlotTaken {
+	// A live slot of a running job is held by its attempt, unless the
+	// owner's worker died: then another attempt takes it over.
+	w := NewWorkers(s.rdb)
+	if err := w.Beat(ctx, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := js.StartIn(ctx, ids[3], Attempt{N: 1, Owner: OwnerToken("w1")}, RunSlot{}); st != "" {
+		t.Fatal(st)
+	}
+	if r, _ := s.AcquireSlot(ctx, "acme", ids[3], 5, lease, false); r != SlotTaken {
 		t.Fatal(r)
 	}
-	if ok, _ := s.RenewSlot(ctx, "acme", ids[3], 50*time.Millisecond); !ok {
-		t.Fatal("renew")
+	if r, _ := s.AcquireSlot(ctx, "acme", ids[3], 5, lease, false); r != SlotHeld {
+		t.Fatalf("slot of a live owner's job: %q", r)
 	}
-	time.Sleep(120 * time.Millisecond)
-	if tn, _ := s.SlotTenants(ctx); len(tn) != 1 || tn[0] != "acme" {
-		t.Fatalf("slot tenants %v", tn)
+	if err := w.Leave(ctx, "w1"); err != nil {
+		t.Fatal(err)
 	}
-	got, err := s.ReapSlots(ctx, "acme")
-	if err != nil || len(got) != 1 || got[0] != ids[3] {
-		t.Fatalf("reap: %v %v", got, err)
-	}
-	if got, _ := s.ReapSlots(ctx, "acme"); len(got) != 0 {
-		t.Fatalf("second reap: %v", got)
-	}
-	if ok, _ := s.RenewSlot(ctx, "acme", ids[3], lease); ok {
-		t.Fatal("renewing a reaped slot should report it")
+	if r, _ := s.AcquireSlot(ctx, "acme", ids[3], 5, lease, false); r != SlotTaken {
+		t.Fatalf("slot of a dead owner's job: %q", r)
 	}
 }
 
@@ -361,7 +361,7 @@ func TestCountsUnderConcurrency(t *testing.T) {
 			for i := w; i < n; i += 8 {
 				js.Start(ctx, ids[i], 1)
 				if i%5 == 0 {
-					js.Requeue(ctx, ids[i])
+					js.Requeue(ctx, ids[i], "")
 					js.Start(ctx, ids[i], 2)
 				}
 				if i%7 == 0 {

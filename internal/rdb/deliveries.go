@@ -17,6 +17,12 @@ const MaxDeliveryLog = 10000
 
 func deliveriesKey(owner string) string { return "{pf}:deliveries:" + owner }
 
+func deliveryDoneKey(webhookID string) string { return "{pf}:delivered:" + webhookID }
+
+// DeliveryDoneFor is how long an event stays marked done: longer than any
+// task of it can still come (asynq keeps a delivered task's id 25 h).
+const DeliveryDoneFor = 26 * time.Hour
+
 // Deliveries keeps the webhook delivery log of each job and batch: one list
 // per owner, oldest attempt first, kept as long as job records.
 type Deliveries struct {
@@ -33,8 +39,9 @@ func NewDeliveries(c redis.UniversalClient, ttl time.Duration) *Deliveries {
 	return &Deliveries{rdb: c, ttl: ttl}
 }
 
-// Record appends a to owner's log and restarts its expiry.
-func (d *Deliveries) Record(ctx context.Context, owner string, a *spec.Delivery) error {
+// Record appends a to owner's log and restarts its expiry; final marks the
+// event done (delivered, or given up): nothing sends it again.
+func (d *Deliveries) Record(ctx context.Context, owner string, a *spec.Delivery, final bool) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -44,9 +51,18 @@ func (d *Deliveries) Record(ctx context.Context, owner string, a *spec.Delivery)
 		p.RPush(ctx, key, b)
 		p.LTrim(ctx, key, -MaxDeliveryLog, -1)
 		p.PExpire(ctx, key, d.ttl)
+		if final {
+			p.Set(ctx, deliveryDoneKey(a.WebhookID), 1, DeliveryDoneFor)
+		}
 		return nil
 	})
 	return err
+}
+
+// Done reports whether the event webhookID was delivered or given up.
+func (d *Deliveries) Done(ctx context.Context, webhookID string) (bool, error) {
+	n, err := d.rdb.Exists(ctx, deliveryDoneKey(webhookID)).Result()
+	return n == 1, err
 }
 
 // List returns the delivery attempts of a job or batch id, oldest first

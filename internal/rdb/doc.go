@@ -8,7 +8,8 @@
 // limit, notifications), batches.go, expand.go, crawl.go and bulkslots.go
 // (batches), sessions.go and sessions_scripts.go (the session line, lease,
 // fence and state), identities.go, deliveries.go, idempotency.go and
-// migrate.go. Stores bundles them for a binary.
+// migrate.go, workers.go (liveness and claims). Stores bundles them for a
+// binary.
 //
 // # Keys
 //
@@ -22,8 +23,8 @@
 //	key                                   type    what                                       expires
 //	{pf}:job:<id>                         hash    a job record: status, times, attempts,     result TTL
 //	                                              url, result (gzip), error, session_id,
-//	                                              batch_id, webhook, counted, task, depth,
-//	                                              parent, disc (crawl discovery state)
+//	                                              batch_id, webhook, counted, task, owner,
+//	                                              depth, parent, disc (crawl discovery)
 //	{pf}:t:<tenant>:jobs                  zset    the tenant's jobs by creation (µs)         result TTL
 //	{pf}:t:<tenant>:active                string  jobs not ended (the queued_jobs limit)     never
 //	{pf}:t:<tenant>:rps:<unix second>     string  creations in that second                   2 s
@@ -38,7 +39,6 @@
 //	{pf}:batch:<id>:robots:lock:<fnv32>   string  who fetches an origin's robots.txt         30 s
 //	{pf}:t:<tenant>:batches               zset    the tenant's batches by creation (µs)      result TTL
 //	{pf}:t:<tenant>:bulk                  zset    running batch jobs by lease end (ms)       4 leases
-//	{pf}:bulk:tenants                     set     tenants with bulk slots, for the reaper    never
 //	{pf}:{s:<tenant>:<sid>}:line          list    the session's job ids, head first          line TTL
 //	{pf}:{s:<tenant>:<sid>}:lock          string  the lease holder's token                   lease
 //	{pf}:{s:<tenant>:<sid>}:fence         string  fencing counter                            line TTL
@@ -50,6 +50,10 @@
 //	{pf}:{i:<tenant>}:identity:<name>     hash    an identity profile (JSON), times          never
 //	{pf}:{i:<tenant>}:identities          zset    the tenant's profile names (lex order)     never
 //	{pf}:deliveries:<owner>               list    webhook attempts of a job or batch         result TTL
+//	{pf}:delivered:<webhook id>           string  the event was delivered or given up        26 h
+//	{pf}:w:<worker>                       string  a worker's heartbeat                       5 s
+//	{pf}:w:<worker>:claims                hash    the tasks a worker runs (jobs.Claim)       none
+//	{pf}:workers                          zset    worker ids by last heartbeat (ms)          never
 //	{pf}:sweep:<task id>                  string  reruns of an archived batch expansion       48 h
 //	{pf}:migrated:prefix                  string  the pf:* → {pf}:* rename ran               never
 //
@@ -67,10 +71,12 @@
 //	createGatedScript   jobs.go             admit one job, write its record, join its session line
 //	discardScript       jobs.go             take back a job whose task was not enqueued
 //	startScript         jobs.go             start an attempt (a cancelled batch's job is cancelled),
-//	                                        take a running_jobs place
+//	                                        take a running_jobs place, record the owner and claim;
+//	                                        refuse while a live owner runs it, take over a dead one's
 //	renewRunningScript  jobs.go             renew a running_jobs place
-//	requeueScript       jobs.go             hand a running job back to queued
-//	finishScript        jobs.go             write an outcome once, leave the running set
+//	requeueScript       jobs.go             hand a running job back to queued (its owner only)
+//	finishScript        jobs.go             write an outcome once (its owner only), leave the
+//	                                        running set, end the claim
 //	cancelJobScript     jobs.go             cancel a queued or running job
 //	cancelQueuedScript  jobs_many.go        cancel those of a list of jobs still queued
 //	cancelBatchScript   batches.go          mark a batch cancelled
@@ -79,10 +85,9 @@
 //	discoverScript      crawl.go            add a crawl page's links as jobs, each URL once
 //	discoveryDoneScript crawl.go            close a page's link discovery
 //	finishExpandScript  expand.go           close a list batch's expansion
-//	acquireSlotScript   bulkslots.go        take a bulk slot (running_bulk_jobs)
+//	acquireSlotScript   bulkslots.go        take a bulk slot (running_bulk_jobs); a dead owner's is taken
 //	renewSlotScript     bulkslots.go        renew a bulk slot
-//	reapScript          bulkslots.go        take lapsed bulk slots for the reaper
-//	acquireScript       sessions_scripts.go a session's turn: head of line, lock, fence
+//	acquireScript       sessions_scripts.go a session's turn: head of line, lock (a dead holder's is taken), fence
 //	popHeadScript       sessions_scripts.go pop a finished head
 //	renewScript         sessions_scripts.go renew the lock
 //	unlockScript        sessions_scripts.go free the lock (keep the place)
@@ -93,4 +98,11 @@
 //	deleteScript        sessions_scripts.go delete a session, move the fence on
 //	unindexScript       sessions_scripts.go drop stale session index entries
 //	putIdentityScript   identities.go       create or replace a profile under the limit
+//	reapWorkerScript    workers.go          take a dead worker's claims, exactly once
+//	leaveScript         workers.go          forget a worker that stops
+//
+// Fencing against dead workers: an owner token is "<worker id>/<nonce>";
+// the job and session scripts (ownerAliveLua) read the worker id from it
+// and treat a holder whose {pf}:w:<worker> heartbeat is gone as dead: its
+// job or session lease is taken over, and its later writes are refused.
 package rdb

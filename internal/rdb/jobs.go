@@ -289,9 +289,15 @@ end
 
 // The scripts read the fields they need with one HMGET and write with one
 // HSET: a plain job's start costs Redis three commands, its finish five.
-var startScript = redis.NewScript(batchMoveLua + `
-local f = redis.call('HMGET', KEYS[1], 'status', 'batch_id', 'started_at')
+//
+// startScript ARGV: 1 now, 2 attempt, 3 the error of a cancelled batch's
+// job, 4 events channel, 5 running_jobs limit, 6 lease (ms), 7 job id,
+// 8 owner token ("": no fencing), 9 task id, 10 claim ("": none), 11 the
+// owner's claims hash.
+var startScript = redis.NewScript(batchMoveLua + ownerAliveLua + `
+local f = redis.call('HMGET', KEYS[1], 'status', 'batch_id', 'started_at', 'owner', 'attempts')
 local st, b = f[1], f[2]
+local n = tonumber(ARGV[2])
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 if b and st == 'queued' and redis.call('HGET', '{pf}:batch:' .. b, 'cancel') == '1' then
@@ -301,6 +307,12 @@ if b and st == 'queued' and redis.call('HGET', '{pf}:batch:' .. b, 'cancel') == 
   batch_move(KEYS[1], st, 'cancelled')
   redis.call('PUBLISH', ARGV[4], KEYS[1])
   return 'cancelled'
+end
+if st == 'running' and ARGV[8] ~= '' and f[4] and f[4] ~= ARGV[8] then
+  -- another attempt, on a worker that is alive, runs the job
+  if not owner_dead(f[4]) then return 'held' end
+  -- its worker died: this attempt takes over, and counts after it
+  n = math.max(n, (tonumber(f[5]) or 0) + 1)
 end
 if KEYS[2] then
   -- a place among the tenant's running jobs (a lease; see RunSlot)
@@ -315,10 +327,13 @@ if KEYS[2] then
   redis.call('PEXPIRE', KEYS[2], lease * 2)
 end
 if f[3] then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2])
+  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', n)
 else
-  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[2], 'started_at', ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', n, 'started_at', ARGV[1])
 end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[8]) end
+if ARGV[9] ~= '' and ARGV[9] ~= ARGV[7] then redis.call('HSET', KEYS[1], 'task', ARGV[9]) end
+if ARGV[10] ~= '' then redis.call('HSET', ARGV[11], 'job:' .. ARGV[7], ARGV[10]) end
 if b then batch_move(KEYS[1], st, 'running') end
 return 'ok'
 `)
@@ -326,15 +341,39 @@ return 'ok'
 // errBatchCancelled is the error of a batch job cancelled before it ran.
 var errBatchCancelled, _ = json.Marshal(&spec.Error{Code: spec.CodeCancelled, Message: "the batch was cancelled"})
 
-// Start marks the job running for attempt n. It returns the status that
-// stopped it ("cancelled", "succeeded", "failed", "missing") or "" when the
-// job may run. A queued job of a cancelled batch is cancelled instead.
+// Start marks the job running for attempt n, without fencing (see
+// Attempt). It returns the status that stopped it ("cancelled",
+// "succeeded", "failed", "missing") or "" when the job may run. A queued
+// job of a cancelled batch is cancelled instead.
 func (s *Jobs) Start(ctx context.Context, id string, attempt int) (string, error) {
-	return s.StartIn(ctx, id, attempt, RunSlot{})
+	return s.StartIn(ctx, id, Attempt{N: attempt}, RunSlot{})
 }
 
-// Busy is what StartIn returns when the job's slot set is full.
-const Busy = "busy"
+// Answers of StartIn besides a job's status.
+const (
+	// Busy: the job's running_jobs set is full.
+	Busy = "busy"
+	// Held: another attempt runs the job, on a worker that is alive.
+	Held = "held"
+)
+
+// Attempt is one run of a job by one worker.
+type Attempt struct {
+	// N is the attempt's number, 1 for the first.
+	N int
+	// Owner is the attempt's owner token (OwnerToken). The job records it
+	// when it starts; the outcome and the hand-back of an attempt that is
+	// no longer the owner are refused. A job another live owner runs does
+	// not start; one whose owner's worker died is taken over. "": none of
+	// this (tests, tools).
+	Owner string
+	// TaskID is the asynq task that runs the attempt; a task other than
+	// the job's own (a replacement) is recorded in the job's task field.
+	TaskID string
+	// Claim is what the owner's worker keeps while the attempt runs, so
+	// that its job runs again at once if the worker dies (jobs.Claim).
+	Claim []byte
+}
 
 // RunSlot is a place among a tenant's running jobs: a sorted set of job ids
 // scored by the end of their lease (Unix ms, Redis clock). StartIn takes the
@@ -370,16 +409,18 @@ func (s *Jobs) LeaveRunning(ctx context.Context, tenant, id string) error {
 	return s.rdb.ZRem(ctx, runningKey(tenant), id).Err()
 }
 
-// StartIn is Start that also takes a place in slot; when the set holds
-// Limit live places already it changes nothing and returns Busy (a job that
+// StartIn starts attempt a of job id and takes its place in slot; when the
+// set holds Limit live places already it changes nothing and returns Busy,
+// and when another live owner runs the job it returns Held (a job that
 // ended returns its status first).
-func (s *Jobs) StartIn(ctx context.Context, id string, attempt int, slot RunSlot) (string, error) {
+func (s *Jobs) StartIn(ctx context.Context, id string, a Attempt, slot RunSlot) (string, error) {
 	keys := []string{JobKey(id)}
 	if slot.Tenant != "" && slot.Limit > 0 {
 		keys = append(keys, runningKey(slot.Tenant))
 	}
-	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), attempt,
-		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id).Text()
+	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), a.N,
+		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id,
+		a.Owner, a.TaskID, a.Claim, claimsKey(WorkerOf(a.Owner))).Text()
 	if err != nil {
 		return "", err
 	}
@@ -389,24 +430,35 @@ func (s *Jobs) StartIn(ctx context.Context, id string, attempt int, slot RunSlot
 	return res, nil
 }
 
+// requeueScript ARGV: 1 job id, 2 owner ("": any), 3 the owner's claims
+// hash.
 var requeueScript = redis.NewScript(batchMoveLua + `
-local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'running' then
+if ARGV[2] ~= '' then redis.call('HDEL', ARGV[3], 'job:' .. ARGV[1]) end
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
+local st = f[1]
+if st == 'running' and (ARGV[2] == '' or not f[2] or f[2] == ARGV[2]) then
   redis.call('HSET', KEYS[1], 'status', 'queued')
+  redis.call('HDEL', KEYS[1], 'owner')
   batch_move(KEYS[1], st, 'queued')
 end
 return st
 `)
 
-// Requeue puts a running job back to queued (a retry is coming).
-func (s *Jobs) Requeue(ctx context.Context, id string) error {
-	return requeueScript.Run(ctx, s.rdb, []string{JobKey(id)}).Err()
+// Requeue puts a running job back to queued (a retry is coming), unless
+// owner ("": any) is no longer its owner, and ends the owner's claim.
+func (s *Jobs) Requeue(ctx context.Context, id, owner string) error {
+	return requeueScript.Run(ctx, s.rdb, []string{JobKey(id)}, id, owner, claimsKey(WorkerOf(owner))).Err()
 }
 
+// finishScript ARGV: 1 status, 2 now, 3 result, 4 error, 5 session
+// updated, 6 events channel, 7 job id, 8 owner ("": any), 9 the owner's
+// claims hash.
 var finishScript = redis.NewScript(batchMoveLua + `
-if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
-local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id')
+if ARGV[8] ~= '' then redis.call('HDEL', ARGV[9], 'job:' .. ARGV[7]) end
+local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id', 'owner')
 local st = f[1]
+if ARGV[8] ~= '' and f[5] and f[5] ~= ARGV[8] and st == 'running' then return 'stale' end
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
@@ -425,10 +477,18 @@ type Outcome struct {
 	// LeaveRunning is the tenant whose running-jobs set the job leaves (the
 	// RunSlot StartIn took; "" for none), even when it had ended already.
 	LeaveRunning string
+	// Owner is the attempt's owner token ("": write whoever runs the job).
+	Owner string
 }
 
+// ErrStaleAttempt means another attempt owns the job now (its worker was
+// presumed dead and the job taken over): this attempt's outcome is not
+// written.
+var ErrStaleAttempt = errors.New("another attempt owns the job")
+
 // Finish writes the outcome unless the job already ended (then it returns
-// ErrJobEnded and the stored outcome stays).
+// ErrJobEnded and the stored outcome stays) or another attempt owns it
+// (ErrStaleAttempt). It ends the owner's claim either way.
 func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
 	var res []byte
 	if o.Result != nil {
@@ -451,11 +511,13 @@ func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
 		keys = append(keys, runningKey(o.LeaveRunning))
 	}
 	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
-		res, eb, upd, EventsChannel, id).Text()
-	if err != nil {
+		res, eb, upd, EventsChannel, id, o.Owner, claimsKey(WorkerOf(o.Owner))).Text()
+	switch {
+	case err != nil:
 		return err
-	}
-	if r != "ok" {
+	case r == "stale":
+		return ErrStaleAttempt
+	case r != "ok":
 		return ErrJobEnded
 	}
 	return nil

@@ -38,7 +38,7 @@ func TestBatchCountersMove(t *testing.T) {
 	}
 	s.Start(ctx, ids[0], 1)
 	s.Start(ctx, ids[1], 1)
-	s.Requeue(ctx, ids[1])
+	s.Requeue(ctx, ids[1], "")
 	s.Finish(ctx, ids[0], Outcome{Status: spec.StatusSucceeded, Result: &spec.Result{URL: "http://a.test/"}})
 	s.Start(ctx, ids[2], 1)
 	s.Finish(ctx, ids[2], Outcome{Status: spec.StatusFailed, Error: spec.Errorf(spec.CodeTimeout, true, "x")})

@@ -15,7 +15,7 @@ import "github.com/redis/go-redis/v9"
 // {2, ""} the line is empty, so the job's entry is gone (it finished, or its
 // entry expired or was lost). With rejoin the job joins the empty line and,
 // being alone, is its head.
-var acquireScript = redis.NewScript(`
+var acquireScript = redis.NewScript(ownerAliveLua + `
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then
   if ARGV[6] ~= '1' then
@@ -28,7 +28,9 @@ if head ~= ARGV[1] then
   return {0, head}
 end
 local cur = redis.call('GET', KEYS[2])
-if cur and cur ~= ARGV[2] then
+if cur and cur ~= ARGV[2] and not owner_dead(cur) then
+  -- held; a holder whose worker died is taken over (the fence moves on,
+  -- so it can write nothing)
   return {-1, ''}
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])

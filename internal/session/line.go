@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -51,7 +52,7 @@ func (s *Store) Append(ctx context.Context, c redis.Cmdable, tenant, sid, jobID 
 // never strands its jobs; a missing job that isTerminal calls finished gets
 // ErrNotInLine instead (a duplicate delivery: it must not run again).
 func (s *Store) Acquire(ctx context.Context, tenant, sid, jobID string, isTerminal func(ctx context.Context, jobID string) (bool, error)) (*Lease, error) {
-	token, err := newToken()
+	token, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +206,12 @@ func (s *Store) Head(ctx context.Context, tenant, sid string) (string, error) {
 	return head, nil
 }
 
-func newToken() (string, error) {
+// newToken is a new lease token: an owner token of the store's worker (see
+// rdb.Workers), or random bytes without one.
+func (s *Store) newToken() (string, error) {
+	if s.cfg.Worker != "" {
+		return rdb.OwnerToken(s.cfg.Worker), nil
+	}
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("session token: %w", err)

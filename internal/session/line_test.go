@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -438,5 +439,41 @@ func TestHoldCancelsWhenRedisIsUnreachable(t *testing.T) {
 	}
 	if !errors.Is(context.Cause(hctx), ErrLeaseLost) {
 		t.Fatalf("cause %v, want ErrLeaseLost", context.Cause(hctx))
+	}
+}
+
+// A lease whose holder's worker died (its heartbeat is gone) is taken over
+// at once by the job at the head of the line, without waiting for the
+// lease to lapse; the dead holder can write nothing afterwards.
+func TestDeadHolderTakenOver(t *testing.T) {
+	ctx := context.Background()
+	s1, client, _ := newStore(t, Config{Lease: time.Hour, Worker: "w1"})
+	s2, err := New(client, Config{Lease: time.Hour, Worker: "w2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := rdb.NewWorkers(client)
+	workers.Beat(ctx, "w1", time.Minute)
+	workers.Beat(ctx, "w2", time.Minute)
+	appendJobs(t, s1, "acme", "dead", "j1", "j2")
+	l1 := mustAcquire(t, s1, "acme", "dead", "j1", nil)
+	if _, err := s2.Acquire(ctx, "acme", "dead", "j1", nil); !errors.Is(err, ErrBusy) {
+		t.Fatalf("acquire while the holder's worker lives: %v", err)
+	}
+	if err := workers.Leave(ctx, "w1"); err != nil { // w1's heartbeat is gone
+		t.Fatal(err)
+	}
+	l2, err := s2.Acquire(ctx, "acme", "dead", "j1", nil)
+	if err != nil {
+		t.Fatalf("acquire after the holder's worker died: %v", err)
+	}
+	if l2.Fence <= l1.Fence {
+		t.Fatalf("fence %d after a takeover of fence %d", l2.Fence, l1.Fence)
+	}
+	if _, err := s1.Save(ctx, l1, cookieState("a", "1")); !errors.Is(err, ErrStaleFence) {
+		t.Fatalf("save of the dead holder: %v", err)
+	}
+	if _, err := s2.Save(ctx, l2, cookieState("a", "2")); err != nil {
+		t.Fatal(err)
 	}
 }

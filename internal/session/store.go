@@ -70,6 +70,11 @@ type Config struct {
 	LineTTL time.Duration
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// Worker is the id of the worker process whose jobs take leases (see
+	// rdb.Workers). A lease's token names it, so that a lease whose holder's
+	// worker died is taken over at once instead of when it lapses. Empty: a
+	// dead holder's lease lapses after Lease.
+	Worker string
 }
 
 func (c *Config) setDefaults() {

@@ -32,6 +32,7 @@ const (
 	OutcomeRetry     = "retry"     // failed, will be retried
 	OutcomeFailed    = "failed"    // failed, no retry left (or undeliverable)
 	OutcomeBlocked   = "blocked"   // the egress policy refused the address
+	OutcomeGone      = "gone"      // the receiver answered 410 Gone: no retry
 )
 
 // Errors recorded in [spec.Delivery].Error. Connection failures record the
@@ -133,9 +134,9 @@ func NewDeliverer(cfg Config) *Deliverer {
 	}
 	d.outcomes = register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pagefleet_webhook_deliveries_total",
-		Help: "Webhook delivery attempts by outcome (delivered, retry, failed, blocked).",
+		Help: "Webhook delivery attempts by outcome (delivered, retry, failed, blocked, gone).",
 	}, []string{"outcome"}))
-	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeBlocked} {
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeBlocked, OutcomeGone} {
 		d.outcomes.WithLabelValues(o)
 	}
 	d.seconds = register(cfg.Registerer, prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -230,6 +231,13 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("webhook %s: %w %q: %w", p.WebhookID, ErrUnknownTenant, p.Tenant, asynq.SkipRetry)
 	}
 
+	if done, err := d.cfg.Log.Done(ctx, p.WebhookID); err != nil {
+		return fmt.Errorf("webhook %s: read its done mark: %w", p.WebhookID, err)
+	} else if done {
+		log.Info("webhook event already delivered or given up; task dropped")
+		return nil
+	}
+
 	a.At = time.Now().UTC()
 	resp, err := d.send(ctx, p, ten.WebhookSecret, a.At, log)
 	took := time.Since(a.At)
@@ -272,6 +280,9 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		switch {
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
 			outcome = OutcomeDelivered
+		case resp.StatusCode == http.StatusGone:
+			// The receiver said it wants no more: this event is not retried.
+			outcome, result = OutcomeGone, fmt.Errorf("webhook %s to %s: 410 Gone: %w", p.WebhookID, p.URL, asynq.SkipRetry)
 		default:
 			if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 				a.Error = ErrorRedirect
@@ -290,7 +301,11 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// The log is written even when ctx has ended: the attempt happened.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := d.cfg.Log.Record(rctx, p.Owner, a); err != nil {
+	// An event that will not be sent again is marked done, so that a
+	// second task of it (one run again after its worker died, see
+	// jobs.Claim) sends nothing.
+	final := outcome != OutcomeRetry
+	if err := d.cfg.Log.Record(rctx, p.Owner, a, final); err != nil {
 		// The delivery itself stands; failing it would send the event again.
 		log.Error("record webhook attempt", "err", err)
 	}

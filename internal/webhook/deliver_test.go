@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/pagefleet/pagefleet/internal/egress"
@@ -257,23 +258,62 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 }
 
-// 410 Gone is a failure like any other non-2xx answer: retried (the
-// contract retries every non-2xx answer for up to 24 h).
-func TestGoneIsRetried(t *testing.T) {
+// 410 Gone ends the delivery after one attempt: the receiver has said it
+// wants no more (the task is not retried, the attempt is logged with 410,
+// and a second task of the event sends nothing). A 5xx is still retried.
+func TestGoneStopsRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{Schedule: ms(50, 50)})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ hit) {
+		w.WriteHeader(http.StatusGone)
+	})
+	if err := Enqueue(context.Background(), e.client, &spec.Webhook{URL: rc.URL}, tenantSigned, "job_410", spec.EventJobSucceeded, map[string]int{"n": 1}, ms(50, 50)); err != nil {
+		t.Fatal(err)
+	}
+	log := e.waitLog(t, "job_410", 1, 10*time.Second)
+	info := e.waitTask(t, log[0].WebhookID, true)
+	if log[0].StatusCode != http.StatusGone || info.Retried != 0 {
+		t.Fatalf("log %+v, task retried %d times", log, info.Retried)
+	}
+	if n := len(rc.got()); n != 1 {
+		t.Fatalf("receiver got %d requests, want 1", n)
+	}
+	if g, r := e.outcome(t, OutcomeGone), e.outcome(t, OutcomeRetry); g != 1 || r != 0 {
+		t.Fatalf("gone=%v retry=%v", g, r)
+	}
+	// A second task of the same event (one run again after its worker
+	// died) finds it done and sends nothing.
+	p := &DeliverPayload{WebhookID: log[0].WebhookID, Tenant: tenantSigned, URL: rc.URL, Owner: "job_410",
+		Body: []byte(`{"type":"job.succeeded"}`), Type: spec.EventJobSucceeded}
+	task, err := NewDeliverTask(p, ms(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Enqueue(task, asynq.TaskID(log[0].WebhookID+"~r1")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitTask(t, log[0].WebhookID+"~r1", false)
+	if n := len(rc.got()); n != 1 {
+		t.Fatalf("receiver got %d requests after a second task of a done event", n)
+	}
+}
+
+// A 5xx answer is retried with the same webhook-id until a 2xx.
+func TestServerErrorIsRetried(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{Schedule: ms(50)})
 	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ hit) {
 		if n == 0 {
-			w.WriteHeader(http.StatusGone)
+			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	if err := Enqueue(context.Background(), e.client, &spec.Webhook{URL: rc.URL}, tenantSigned, "job_410", spec.EventJobSucceeded, map[string]int{"n": 1}, ms(50)); err != nil {
+	if err := Enqueue(context.Background(), e.client, &spec.Webhook{URL: rc.URL}, tenantSigned, "job_503", spec.EventJobSucceeded, map[string]int{"n": 1}, ms(50)); err != nil {
 		t.Fatal(err)
 	}
-	log := e.waitLog(t, "job_410", 2, 10*time.Second)
-	if log[0].StatusCode != http.StatusGone || log[1].StatusCode != http.StatusOK || log[0].WebhookID != log[1].WebhookID {
+	log := e.waitLog(t, "job_503", 2, 10*time.Second)
+	if log[0].StatusCode != http.StatusServiceUnavailable || log[1].StatusCode != http.StatusOK || log[0].WebhookID != log[1].WebhookID {
 		t.Fatalf("log %+v", log)
 	}
 	if r, d := e.outcome(t, OutcomeRetry), e.outcome(t, OutcomeDelivered); r != 1 || d != 1 {

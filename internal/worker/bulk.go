@@ -50,8 +50,6 @@ type BulkConfig struct {
 	// SlotLease is the lease of a running bulk job's slot, renewed while it
 	// runs; a dead worker's slots lapse after it (default 20 s).
 	SlotLease time.Duration
-	// ReapInterval is how often lapsed slots are looked for (default 5 s).
-	ReapInterval time.Duration
 	// EnqueueConcurrency is how many goroutines an expansion enqueues
 	// tasks with (default 8).
 	EnqueueConcurrency int
@@ -60,9 +58,6 @@ type BulkConfig struct {
 func (c *BulkConfig) setDefaults() {
 	if c.SlotLease <= 0 {
 		c.SlotLease = 20 * time.Second
-	}
-	if c.ReapInterval <= 0 {
-		c.ReapInterval = 5 * time.Second
 	}
 	if c.EnqueueConcurrency <= 0 {
 		c.EnqueueConcurrency = 8
@@ -85,15 +80,13 @@ func (c *BulkConfig) setDefaults() {
 // middleware that holds batch jobs to their tenant's running_bulk_jobs cap
 // and settles their batch (bulk.go); the batch:expand handler that turns a
 // batch's URL list into jobs (expand.go); the finish hook that sends
-// batch.page and has a crawl page's links followed (pages.go); and the
-// reaper of a dead worker's slots (reap.go).
+// batch.page and has a crawl page's links followed (pages.go).
 type Bulk struct {
 	cfg   BulkConfig
 	store *rdb.Batches
 
 	busy     prometheus.Counter
 	expanded prometheus.Counter
-	reaped   prometheus.Counter
 
 	follower *crawl.Follower
 
@@ -118,8 +111,6 @@ func NewBulk(cfg BulkConfig) *Bulk {
 			Help: "Batch job attempts handed back because their tenant ran as many bulk jobs as its running_bulk_jobs limit."}),
 		expanded: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_batch_jobs_expanded_total",
 			Help: "Jobs created from the URL lists of batches."}),
-		reaped: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_bulk_slots_reaped_total",
-			Help: "Running bulk jobs put back in the queue because their worker stopped renewing their slot."}),
 		confs: map[string]*batchConf{},
 	}
 }

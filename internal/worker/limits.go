@@ -63,15 +63,15 @@ type heldSlot struct {
 	left bool   // Finish gave the place back
 }
 
-// start starts attempt n of p and, in the same script, takes its place
+// start starts attempt a of p and, in the same script, takes its place
 // among its tenant's running jobs: one round trip. Over the tenant's
 // running_jobs limit it changes nothing and returns ErrTenantBusy — unless
 // the job already ended (cancelled while it waited): then it returns that
 // status, so that ProcessRun drops the task as usual. The slot is nil when
 // the tenant has no limit or the job does not run.
-func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, n int) (stopped string, slot *heldSlot, err error) {
+func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, a rdb.Attempt) (stopped string, slot *heldSlot, err error) {
 	s := w.slotOf(p)
-	stopped, err = w.Jobs.StartIn(ctx, p.JobID, n, s)
+	stopped, err = w.Jobs.StartIn(ctx, p.JobID, a, s)
 	if err != nil {
 		return "", nil, err
 	}

@@ -27,6 +27,12 @@ type turn struct {
 	log     *slog.Logger
 	attempt int  // 1 for the first
 	final   bool // no retry after this one
+	// owner is the attempt's owner token: the job's record takes it when
+	// the attempt starts, and refuses the outcome of an attempt that is no
+	// longer its owner (its worker was presumed dead; see recover.go).
+	owner string
+	claim []byte // what the worker's claims hold while the attempt runs
+	task  string // the asynq task's id
 
 	lease    *session.Lease
 	slot     *heldSlot
@@ -56,6 +62,13 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	tn := &turn{w: w, ctx: ctx, p: p, attempt: retried + 1, final: retried >= maxRetry,
 		log: w.Logger.With("job", p.JobID, "tenant", p.Tenant, "kind", p.Kind)}
+	tn.task, _ = asynq.GetTaskID(ctx)
+	if w.ID != "" {
+		tn.owner = rdb.OwnerToken(w.ID)
+		c := jobs.ClaimOf(ctx, t)
+		c.Job = p.JobID
+		tn.claim = c.Encode()
+	}
 	defer tn.end()
 	if ok, err := tn.take(); !ok {
 		return err
@@ -104,7 +117,7 @@ func (tn *turn) take() (bool, error) {
 
 	// Start takes the job's place among its tenant's running jobs in the
 	// same script (the running_jobs limit).
-	stopped, slot, err := w.start(tn.ctx, p, tn.attempt)
+	stopped, slot, err := w.start(tn.ctx, p, rdb.Attempt{N: tn.attempt, Owner: tn.owner, TaskID: tn.task, Claim: tn.claim})
 	switch {
 	case errors.Is(err, ErrTenantBusy):
 		return false, err
@@ -112,6 +125,14 @@ func (tn *turn) take() (bool, error) {
 		return false, fmt.Errorf("start job: %w", err)
 	}
 	tn.slot = slot
+	if stopped == rdb.Held {
+		// Another attempt runs the job on a live worker: this task (asynq's
+		// recovery of a task whose job a replacement took over, or a
+		// replacement whose presumed-dead worker came back) has nothing
+		// to do.
+		tn.log.Info("job runs in another attempt; task dropped", "task", tn.task)
+		return false, nil
+	}
 	if stopped != "" {
 		tn.log.Info("job not run", "status", stopped)
 		tn.ended = true
@@ -166,30 +187,41 @@ func (tn *turn) runAndDecide() error {
 		// cancels ctx after that): nothing of this attempt runs any more
 		// when another worker takes the task, and the hand-back counts as
 		// no failed attempt.
-		_ = w.Jobs.Requeue(bg, p.JobID)
+		_ = w.Jobs.Requeue(bg, p.JobID, tn.owner)
 		tn.endSession()
 		tn.log.Info("job handed back: the worker is stopping")
 		<-ctx.Done()
 		return fmt.Errorf("%w: %w", errStopping, ctx.Err())
 	case abandon:
-		// Write nothing: a newer holder may run the session. A later
-		// attempt runs the job.
+		// Write nothing of the attempt: a newer holder may run the session.
+		// A later attempt runs the job.
 		tn.log.Warn("session lease lost; attempt abandoned")
+		_ = w.Jobs.Requeue(bg, p.JobID, tn.owner)
 		return fmt.Errorf("session %q: %w", tn.lease.SID, session.ErrLeaseLost)
 	case retry:
 		tn.log.Warn("job attempt failed; will retry", "code", out.err.Code, "err", out.err.Message)
-		_ = w.Jobs.Requeue(bg, p.JobID)
+		_ = w.Jobs.Requeue(bg, p.JobID, tn.owner)
 		return out.err
 	}
 
-	o := rdb.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, LeaveRunning: tn.slot.tenant()}
+	o := rdb.Outcome{Status: spec.StatusSucceeded, Result: out.result, SessionUpdated: out.updated, LeaveRunning: tn.slot.tenant(),
+		Owner: tn.owner}
 	if out.err != nil {
 		o.Status, o.Error = spec.StatusFailed, out.err
 	}
 	if out.result != nil {
 		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
 	}
-	if err := w.finish(ctx, p.JobID, o); err != nil && !errors.Is(err, rdb.ErrJobEnded) {
+	switch err := w.finish(ctx, p.JobID, o); {
+	case errors.Is(err, rdb.ErrStaleAttempt):
+		// The job was taken over while this attempt ran (this worker was
+		// presumed dead): its owner writes the outcome and sends the events.
+		tn.log.Warn("job taken over by another attempt; this outcome is discarded", "status", o.Status)
+		if tn.slot != nil {
+			tn.slot.left = true // the owner holds the job's running_jobs place now
+		}
+		return nil
+	case err != nil && !errors.Is(err, rdb.ErrJobEnded):
 		return fmt.Errorf("write outcome: %w", err)
 	}
 	if tn.slot != nil {

@@ -43,6 +43,9 @@ type Fetcher interface {
 
 // Deps are the parts a worker uses.
 type Deps struct {
+	// ID names this worker process in Redis (rdb.Workers): its attempts'
+	// owner tokens and claims carry it. "": attempts are not fenced.
+	ID       string
 	Redis    redis.UniversalClient
 	Jobs     *rdb.Jobs
 	Sessions *session.Store
