@@ -40,11 +40,13 @@ const MaxRetry = 2
 
 // RunPayload is the payload of fetch and interact tasks.
 type RunPayload struct {
-	JobID      string       `json:"job_id"`
-	Tenant     string       `json:"tenant"`
-	Kind       string       `json:"kind"`
-	BatchID    string       `json:"batch_id,omitempty"`
-	Depth      int          `json:"depth,omitempty"`
+	JobID   string `json:"job_id"`
+	Tenant  string `json:"tenant"`
+	Kind    string `json:"kind"`
+	BatchID string `json:"batch_id,omitempty"`
+	Depth   int    `json:"depth,omitempty"`
+	// Crawl marks a page of a crawl (its robots.txt Crawl-delay applies).
+	Crawl      bool         `json:"crawl,omitempty"`
 	AcceptedAt time.Time    `json:"accepted_at"`
 	Request    spec.Request `json:"request"`
 }

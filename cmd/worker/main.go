@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,12 +33,14 @@ import (
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/metrics"
+	"github.com/pagefleet/pagefleet/internal/polite"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/internal/worker"
 	"github.com/pagefleet/pagefleet/jobs"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
 func main() {
@@ -120,7 +121,18 @@ func run() error {
 		Hooks:        []worker.FinishHook{events.JobEnded, bulk.JobEnded},
 		Swept:        []func(context.Context, *jobs.RunPayload){bulk.Swept},
 		RunningLimit: worker.TenantRunningLimit(tenants),
-		Identities:   rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
+		Politeness: &worker.Politeness{
+			Hosts:    rdb.NewHosts(rc),
+			Operator: polite.Operator{Concurrency: cfg.HostConcurrency, Delay: cfg.HostDelay},
+			Tenant: func(id string) spec.Politeness {
+				if t := tenants.Get(id); t != nil {
+					return t.Politeness
+				}
+				return spec.Politeness{}
+			},
+			CrawlDelay: bulk.CrawlDelay,
+		},
+		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -138,7 +150,7 @@ func run() error {
 		Logger:                   asynqLogger{log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if !errors.Is(err, worker.ErrSessionBusy) && !errors.Is(err, worker.ErrTenantBusy) {
+			if worker.IsFailure(err) {
 				log.Debug("task attempt failed", "kind", t.Type(), "err", err)
 			}
 		}),

@@ -39,6 +39,12 @@ type Config struct {
 	LLMModel        string
 	LLMAPIKey       string
 	ShutdownTimeout time.Duration
+	// HostConcurrency is the operator's jobs per host: the default of every
+	// tenant, and a ceiling over all tenants together.
+	HostConcurrency int
+	// HostDelay is the operator's least time between two job starts
+	// against one host: every tenant's default, and over all tenants.
+	HostDelay time.Duration
 	// SweepInterval is how often a worker ends the jobs whose tasks asynq
 	// archived without an outcome (see worker.Sweep).
 	SweepInterval time.Duration
@@ -160,6 +166,12 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	if c.SweepInterval, err = durVar("PAGEFLEET_SWEEP_INTERVAL", 15*time.Second, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	if c.HostConcurrency, err = intVar("PAGEFLEET_HOST_CONCURRENCY", 8, 1, 1000); err != nil {
+		return nil, err
+	}
+	if c.HostDelay, err = durVar("PAGEFLEET_HOST_DELAY", 0, 0); err != nil {
 		return nil, err
 	}
 	if c.ReadHeaderTimeout, err = durVar("PAGEFLEET_READ_HEADER_TIMEOUT", 10*time.Second, 100*time.Millisecond); err != nil {

@@ -164,3 +164,13 @@ func (f *Follower) fetchRobots(ctx context.Context, origin string) rdb.RobotsFil
 	}
 	return rdb.RobotsFile{DenyAll: true}
 }
+
+// CrawlDelay is the Crawl-delay robots.txt asks of origin for crawl b
+// (read once per batch and origin, as for its rules; 0 for none).
+func (f *Follower) CrawlDelay(ctx context.Context, b *rdb.Batch, origin string) (time.Duration, error) {
+	c, err := f.state(b)
+	if err != nil {
+		return 0, err
+	}
+	return f.robots(ctx, b.ID, c, origin).CrawlDelay, nil
+}

@@ -1,6 +1,9 @@
 package crawl
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestRobots(t *testing.T) {
 	r := ParseRobots(`# comment
@@ -40,5 +43,37 @@ Disallow: /late
 	}
 	if ParseRobots("User-agent: *\nDisallow: /\n").Allowed("/anything") {
 		t.Error("Disallow: / should disallow everything")
+	}
+}
+
+func TestRobotsCrawlDelayAndSitemaps(t *testing.T) {
+	r := ParseRobots(`User-agent: *
+Crawl-delay: 2.5
+Disallow: /private
+
+User-agent: pagefleet
+Crawl-delay: 1
+Allow: /
+
+Sitemap: http://site.test/sitemap.xml
+Sitemap: http://site.test/news.xml.gz
+`)
+	if r.CrawlDelay != time.Second {
+		t.Errorf("crawl-delay of pagefleet's group = %v, want 1s", r.CrawlDelay)
+	}
+	if len(r.Sitemaps) != 2 || r.Sitemaps[1] != "http://site.test/news.xml.gz" {
+		t.Errorf("sitemaps = %v", r.Sitemaps)
+	}
+	if other := ParseRobots("User-agent: *\nCrawl-delay: 2.5\n"); other.CrawlDelay != 2500*time.Millisecond {
+		t.Errorf("crawl-delay of *: %v", other.CrawlDelay)
+	}
+	// A line temoto cannot read drops the delay and the sitemaps, not the
+	// rules.
+	bad := ParseRobots("User-agent: *\nCrawl-delay: 10s\nDisallow: /x\nSitemap: http://site.test/s.xml\n")
+	if bad.CrawlDelay != 0 || bad.Allowed("/x") {
+		t.Errorf("bad crawl-delay: delay %v, /x allowed %v", bad.CrawlDelay, bad.Allowed("/x"))
+	}
+	if huge := ParseRobots("User-agent: *\nCrawl-delay: 86400\n"); huge.CrawlDelay != MaxCrawlDelay {
+		t.Errorf("huge crawl-delay: %v", huge.CrawlDelay)
 	}
 }

@@ -293,7 +293,8 @@ end
 // startScript ARGV: 1 now, 2 attempt, 3 the error of a cancelled batch's
 // job, 4 events channel, 5 running_jobs limit, 6 lease (ms), 7 job id,
 // 8 owner token ("": no fencing), 9 task id, 10 claim ("": none), 11 the
-// owner's claims hash.
+// owner's claims hash, 12 most attempts (0: no bound), 13 the error of a
+// job whose last attempt was lost.
 var startScript = redis.NewScript(batchMoveLua + ownerAliveLua + `
 local f = redis.call('HMGET', KEYS[1], 'status', 'batch_id', 'started_at', 'owner', 'attempts')
 local st, b = f[1], f[2]
@@ -313,6 +314,15 @@ if st == 'running' and ARGV[8] ~= '' and f[4] and f[4] ~= ARGV[8] then
   if not owner_dead(f[4]) then return 'held' end
   -- its worker died: this attempt takes over, and counts after it
   n = math.max(n, (tonumber(f[5]) or 0) + 1)
+  if tonumber(ARGV[12]) > 0 and n > tonumber(ARGV[12]) then
+    -- the worker died during the job's last attempt: the job ends here
+    redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[13])
+    redis.call('HDEL', KEYS[1], 'owner')
+    if redis.call('HGET', KEYS[1], 'counted') == '1' then redis.call('DECR', '{pf}:t:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':active') end
+    if b then batch_move(KEYS[1], st, 'failed') end
+    redis.call('PUBLISH', ARGV[4], KEYS[1])
+    return 'failed'
+  end
 end
 if KEYS[2] then
   -- a place among the tenant's running jobs (a lease; see RunSlot)
@@ -373,7 +383,16 @@ type Attempt struct {
 	// Claim is what the owner's worker keeps while the attempt runs, so
 	// that its job runs again at once if the worker dies (jobs.Claim).
 	Claim []byte
+	// MaxAttempts bounds the attempts of a job taken over from a dead
+	// owner: one past it ends the job as failed, retries_exhausted, instead
+	// of running (0: no bound).
+	MaxAttempts int
 }
+
+// errAttemptsLost is the error of a job whose last attempt died with its
+// worker.
+var errAttemptsLost, _ = json.Marshal(spec.Errorf(spec.CodeRetriesExhausted, true,
+	"the job's worker died during its last attempt; submit it again"))
 
 // RunSlot is a place among a tenant's running jobs: a sorted set of job ids
 // scored by the end of their lease (Unix ms, Redis clock). StartIn takes the
@@ -420,7 +439,7 @@ func (s *Jobs) StartIn(ctx context.Context, id string, a Attempt, slot RunSlot) 
 	}
 	res, err := startScript.Run(ctx, s.rdb, keys, time.Now().UTC().Format(time.RFC3339Nano), a.N,
 		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id,
-		a.Owner, a.TaskID, a.Claim, claimsKey(WorkerOf(a.Owner))).Text()
+		a.Owner, a.TaskID, a.Claim, claimsKey(WorkerOf(a.Owner)), a.MaxAttempts, errAttemptsLost).Text()
 	if err != nil {
 		return "", err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/pagefleet/pagefleet/pkg/spec"
 	"gopkg.in/yaml.v3"
 )
 
@@ -45,6 +46,9 @@ type Tenant struct {
 	APIKeys       []string `yaml:"api_keys"`
 	WebhookSecret string   `yaml:"webhook_secret"`
 	Limits        Limits   `yaml:"limits"`
+	// Politeness is how the tenant's jobs treat each host, unless a job
+	// says otherwise (zero fields: the operator's settings).
+	Politeness spec.Politeness `yaml:"politeness"`
 
 	keyHashes [][]byte
 }
@@ -119,6 +123,9 @@ func New(ts []*Tenant) (*Registry, error) {
 		}
 		if t.Limits.RunningBulkJobs == 0 {
 			t.Limits.RunningBulkJobs = def.RunningBulkJobs
+		}
+		if errs := t.Politeness.Validate("politeness"); len(errs) > 0 {
+			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: %s", t.ID, errs[0].Error())
 		}
 		if t.WebhookSecret != "" && !strings.HasPrefix(t.WebhookSecret, "whsec_") {
 			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: webhook_secret must start with whsec_", t.ID)

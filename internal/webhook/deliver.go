@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pagefleet/pagefleet/internal/egress"
+	"github.com/pagefleet/pagefleet/internal/polite"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -288,7 +288,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				a.Error = ErrorRedirect
 			}
 			outcome = OutcomeRetry
-			result = &retryError{status: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+			result = &retryError{status: resp.StatusCode, retryAfter: polite.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), MaxRetryDelay)}
 		}
 		log.Debug("webhook attempt", "attempt", a.Attempt, "status_code", resp.StatusCode, "duration_ms", a.DurationMs)
 	}
@@ -338,23 +338,4 @@ func (d *Deliverer) send(ctx context.Context, p *DeliverPayload, secret string, 
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
 	return resp, nil
-}
-
-// parseRetryAfter reads a Retry-After value, delay-seconds or an HTTP date,
-// as a wait from now; 0 when absent, invalid or past.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(MaxRetryDelay/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), MaxRetryDelay)
-	}
-	return 0
 }

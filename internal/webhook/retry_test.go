@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/pagefleet/pagefleet/internal/polite"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/redistest"
 	"github.com/pagefleet/pagefleet/internal/tenant"
@@ -68,7 +69,7 @@ func TestParseRetryAfter(t *testing.T) {
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 		{"soon", 0},
 	} {
-		if got := parseRetryAfter(tc.v, now); got != tc.want {
+		if got := polite.ParseRetryAfter(tc.v, now, MaxRetryDelay); got != tc.want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.v, got, tc.want)
 		}
 	}

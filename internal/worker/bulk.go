@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -253,4 +254,25 @@ func (b *Bulk) hold(ctx context.Context, p *jobs.RunPayload) (stop func()) {
 			b.cfg.Logger.Warn("bulk slot lapsed while the job ran; it may run twice", "job", p.JobID, "tenant", p.Tenant)
 		}
 	})
+}
+
+// CrawlDelay is the Crawl-delay of the host of p's URL, for a page of a
+// crawl (0 for other jobs, and for a host without one).
+func (b *Bulk) CrawlDelay(ctx context.Context, p *jobs.RunPayload) time.Duration {
+	if p.BatchID == "" {
+		return 0
+	}
+	c, err := b.conf(ctx, p.BatchID)
+	if err != nil || c.meta.Crawl == nil {
+		return 0
+	}
+	u, err := url.Parse(p.Request.URL)
+	if err != nil {
+		return 0
+	}
+	d, err := b.follower.CrawlDelay(ctx, c.meta, u.Scheme+"://"+u.Host)
+	if err != nil {
+		b.cfg.Logger.Warn("read robots.txt for its crawl-delay", "job", p.JobID, "tenant", p.Tenant, "batch", p.BatchID, "err", err)
+	}
+	return d
 }

@@ -19,7 +19,7 @@ func (b *Bulk) payload(m *rdb.Batch, jobID, url string, depth int) *jobs.RunPayl
 	req := m.Template
 	req.URL = url
 	return &jobs.RunPayload{JobID: jobID, Tenant: m.Tenant, Kind: spec.KindFetch, BatchID: m.ID, Depth: depth,
-		AcceptedAt: m.CreatedAt, Request: req}
+		Crawl: m.Crawl != nil, AcceptedAt: m.CreatedAt, Request: req}
 }
 
 // enqueueAll enqueues the tasks with a few goroutines; a task that exists

@@ -20,7 +20,7 @@ var ErrTenantBusy = errors.New("tenant at its running_jobs limit")
 // handedBack reports the errors that hand a task back to the queue without
 // counting a failure.
 func handedBack(err error) bool {
-	return errors.Is(err, ErrSessionBusy) || errors.Is(err, ErrTenantBusy)
+	return errors.Is(err, ErrSessionBusy) || errors.Is(err, ErrTenantBusy) || errors.Is(err, ErrHostBusy)
 }
 
 // Running slots are leases: a worker renews its jobs' slots while they run,

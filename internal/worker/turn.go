@@ -35,6 +35,7 @@ type turn struct {
 	task  string // the asynq task's id
 
 	lease    *session.Lease
+	host     *hostTurn // the job's place on its host (politeness)
 	slot     *heldSlot
 	jobCtx   context.Context // ends on a cancel, a drain, or a lost lease
 	cancel   context.CancelCauseFunc
@@ -103,6 +104,10 @@ func (tn *turn) take() (bool, error) {
 		w.Sessions.ObserveWait(time.Since(p.AcceptedAt))
 	}
 
+	if ok, err := tn.takeHost(); !ok {
+		return false, err
+	}
+
 	// The job can be cancelled from here on: a cancel that reaches the
 	// record before Start makes Start refuse the job, and one that comes
 	// later finds the job in w.running, so no status read is needed after
@@ -117,7 +122,8 @@ func (tn *turn) take() (bool, error) {
 
 	// Start takes the job's place among its tenant's running jobs in the
 	// same script (the running_jobs limit).
-	stopped, slot, err := w.start(tn.ctx, p, rdb.Attempt{N: tn.attempt, Owner: tn.owner, TaskID: tn.task, Claim: tn.claim})
+	stopped, slot, err := w.start(tn.ctx, p, rdb.Attempt{N: tn.attempt, Owner: tn.owner, TaskID: tn.task, Claim: tn.claim,
+		MaxAttempts: jobs.MaxRetry + 1})
 	switch {
 	case errors.Is(err, ErrTenantBusy):
 		return false, err
@@ -164,6 +170,7 @@ func (tn *turn) runAndDecide() error {
 		mode = "rendered"
 	}
 	w.runTime.WithLabelValues(p.Kind, mode).Observe(time.Since(start).Seconds())
+	tn.hostAnswered(out.result)
 
 	cause := context.Cause(tn.jobCtx)
 	v := decide(facts{
@@ -211,6 +218,9 @@ func (tn *turn) runAndDecide() error {
 	}
 	if out.result != nil {
 		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
+		if tn.host != nil {
+			out.result.Timings.HostWaitMs = tn.host.waited.Milliseconds()
+		}
 	}
 	switch err := w.finish(ctx, p.JobID, o); {
 	case errors.Is(err, rdb.ErrStaleAttempt):
@@ -256,6 +266,7 @@ func (tn *turn) end() {
 		tn.cancel(nil)
 	}
 	tn.slot.release()
+	tn.releaseHost()
 	tn.endSession()
 	if tn.report {
 		w.ended(tn.ctx, tn.p)

@@ -62,6 +62,9 @@ type Deps struct {
 	Swept []func(ctx context.Context, p *jobs.RunPayload)
 	// Identities holds the identity profiles jobs name (nil: a store on Redis).
 	Identities *rdb.Identities
+	// Politeness holds jobs to their host's limits (nil: none; see
+	// hosts.go).
+	Politeness *Politeness
 	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
 	// over it are handed back with ErrTenantBusy (see limits.go).
 	RunningLimit func(tenantID string) int
@@ -82,6 +85,10 @@ type Worker struct {
 	inflight  prometheus.Gauge
 	queueWait prometheus.Histogram
 	swept     prometheus.Counter
+
+	hostWait      prometheus.Histogram
+	hostThrottled *prometheus.CounterVec
+	hostPauses    prometheus.Counter
 }
 
 // New builds a worker.
@@ -105,6 +112,14 @@ func New(d Deps) *Worker {
 		inflight: f.NewGauge(prometheus.GaugeOpts{Name: "pagefleet_jobs_running", Help: "Jobs running on this worker."}),
 		queueWait: f.NewHistogram(prometheus.HistogramOpts{Name: "pagefleet_job_queue_wait_seconds", Help: "Time from acceptance to the start of the first attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		hostWait: f.NewHistogram(prometheus.HistogramOpts{Name: "pagefleet_host_wait_seconds",
+			Help:    "Time a job waited for its host (politeness), from its first ask to its start.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}),
+		hostThrottled: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_host_throttled_total",
+			Help: "Job attempts handed back because their host was not free for them, by reason (delay, concurrency, queue, fleet, paused)."},
+			[]string{"reason"}),
+		hostPauses: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_host_pauses_total",
+			Help: "Hosts paused after a 429 or 503 answer (adaptive politeness)."}),
 		swept: f.NewCounter(prometheus.CounterOpts{Name: "pagefleet_jobs_swept_total",
 			Help: "Jobs ended as failed (retries_exhausted) because asynq archived their task without an outcome."}),
 	}
@@ -122,6 +137,9 @@ func IsFailure(err error) bool { return !handedBack(err) }
 // RetryDelay is the asynq retry delay: short with jitter for a busy session,
 // growing for real failures.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if hb := (*HostBusyError)(nil); errors.As(err, &hb) {
+		return hb.Wait
+	}
 	if errors.Is(err, ErrTenantBusy) {
 		return tenantBusyDelay()
 	}

@@ -74,4 +74,7 @@ type ActionResult struct {
 type Timings struct {
 	QueuedMs int64 `json:"queued_ms"`
 	RunMs    int64 `json:"run_ms"`
+	// HostWaitMs is how long the job waited for its host (politeness),
+	// part of QueuedMs.
+	HostWaitMs int64 `json:"host_wait_ms"`
 }

@@ -51,6 +51,46 @@ type Request struct {
 	// LoadResources keeps images, media and fonts loading in rendered jobs
 	// that take no screenshot (they are blocked by default to save time).
 	LoadResources bool `json:"load_resources,omitempty"`
+	// Politeness bounds how hard the job's tenant presses the job's host
+	// (nil: the tenant's settings, then the operator's).
+	Politeness *Politeness `json:"politeness,omitempty"`
+}
+
+// Politeness is how a tenant's jobs treat one host (the URL's host, and its
+// port when it is not the scheme's default), across every worker. A field
+// left out takes the tenant's setting, then the operator's.
+type Politeness struct {
+	// MaxConcurrencyPerHost bounds the tenant's jobs running against the
+	// host at once (the operator's PAGEFLEET_HOST_CONCURRENCY is a ceiling).
+	MaxConcurrencyPerHost int `json:"max_concurrency_per_host,omitempty" yaml:"max_concurrency_per_host"`
+	// DelayMs is the least time between the starts of two of the tenant's
+	// jobs against the host.
+	DelayMs *int `json:"delay_ms,omitempty" yaml:"delay_ms"`
+	// RespectCrawlDelay makes a crawl honour robots.txt's Crawl-delay
+	// (default true for crawls).
+	RespectCrawlDelay *bool `json:"respect_crawl_delay,omitempty" yaml:"respect_crawl_delay"`
+	// Adaptive pauses the tenant's jobs to a host that answers 429 or 503
+	// (for its Retry-After, else 5 s doubling up to 5 min) and runs them one
+	// at a time until its answers are good again (default true).
+	Adaptive *bool `json:"adaptive,omitempty" yaml:"adaptive"`
+}
+
+// Limits of politeness settings.
+const (
+	MaxHostConcurrency = 1000
+	MaxHostDelayMs     = 3600000
+)
+
+// Validate checks the settings; path names the field ("politeness").
+func (p *Politeness) Validate(path string) []FieldError {
+	var errs []FieldError
+	if p.MaxConcurrencyPerHost < 0 || p.MaxConcurrencyPerHost > MaxHostConcurrency {
+		errs = append(errs, FieldError{path + ".max_concurrency_per_host", fmt.Sprintf("must be between 1 and %d", MaxHostConcurrency)})
+	}
+	if p.DelayMs != nil && (*p.DelayMs < 0 || *p.DelayMs > MaxHostDelayMs) {
+		errs = append(errs, FieldError{path + ".delay_ms", fmt.Sprintf("must be between 0 and %d", MaxHostDelayMs)})
+	}
+	return errs
 }
 
 // SessionRef names a session.
@@ -248,6 +288,9 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	}
 	if r.TimeoutMs < 0 || r.TimeoutMs > MaxTimeoutMs {
 		add("timeout_ms", fmt.Sprintf("must be between 1 and %d", MaxTimeoutMs))
+	}
+	if r.Politeness != nil {
+		errs = append(errs, r.Politeness.Validate(prefix+"politeness")...)
 	}
 	return errs
 }

@@ -1,0 +1,112 @@
+package rdb
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pagefleet/pagefleet/internal/redistest"
+)
+
+func TestHostGate(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t, 0)
+	js := NewJobs(c, time.Hour)
+	h := NewHosts(c)
+	for _, id := range []string{"job_1", "job_2", "job_3", "job_4", "job_x"} {
+		if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			js.Create(ctx, p, JobRecord{ID: id, Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: time.Now()})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(job, tenant string, limit int, delay time.Duration) HostAnswer {
+		t.Helper()
+		a, err := h.Acquire(ctx, HostAsk{Tenant: tenant, Host: "a.test", Job: job, Member: "bulk:" + job,
+			Limit: limit, Delay: delay, Fleet: 3, Lease: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	// Two at a time for acme: the third waits for a place, first in line.
+	if a := ask("job_1", "acme", 2, 0); a.Reason != "" {
+		t.Fatalf("job_1: %+v", a)
+	}
+	if a := ask("job_2", "acme", 2, 0); a.Reason != "" {
+		t.Fatalf("job_2: %+v", a)
+	}
+	if a := ask("job_3", "acme", 2, 0); a.Reason != HostConcurrency || a.Rank != 0 {
+		t.Fatalf("job_3: %+v", a)
+	}
+	if a := ask("job_4", "acme", 2, 0); a.Reason != HostConcurrency || a.Rank != 1 {
+		t.Fatalf("job_4: %+v", a)
+	}
+	// Another attempt of a running job keeps its place.
+	if a := ask("job_1", "acme", 2, 0); a.Reason != "" {
+		t.Fatalf("job_1 again: %+v", a)
+	}
+	head, err := h.Release(ctx, "acme", "a.test", "job_1")
+	if err != nil || head != "bulk:job_3" {
+		t.Fatalf("release: head %q, %v", head, err)
+	}
+	// job_4 may not pass job_3, first in line.
+	if a := ask("job_4", "acme", 2, 0); a.Reason != HostQueue {
+		t.Fatalf("job_4 before job_3: %+v", a)
+	}
+	if a := ask("job_3", "acme", 2, 0); a.Reason != "" || a.Waited <= 0 {
+		t.Fatalf("job_3 after a release: %+v", a)
+	}
+	// The fleet allows 3 on the host: globex's first job finds 2 of acme's
+	// running and gets the third place; its second waits for the fleet.
+	if a := ask("job_x", "globex", 5, 0); a.Reason != "" {
+		t.Fatalf("globex: %+v", a)
+	}
+	h.Release(ctx, "acme", "a.test", "job_2")
+	h.Release(ctx, "acme", "a.test", "job_3")
+	h.Release(ctx, "globex", "a.test", "job_x")
+
+	// A delay between starts.
+	if a := ask("job_4", "acme", 2, 300*time.Millisecond); a.Reason != "" {
+		t.Fatalf("job_4: %+v", a)
+	}
+	a := ask("job_1", "acme", 2, 300*time.Millisecond)
+	if a.Reason != HostDelay || a.Wait <= 0 || a.Wait > 300*time.Millisecond {
+		t.Fatalf("job_1 right after job_4: %+v", a)
+	}
+	time.Sleep(a.Wait + 10*time.Millisecond)
+	if a := ask("job_1", "acme", 2, 300*time.Millisecond); a.Reason != "" {
+		t.Fatalf("job_1 after the delay: %+v", a)
+	}
+	h.Release(ctx, "acme", "a.test", "job_1")
+	h.Release(ctx, "acme", "a.test", "job_4")
+
+	// A pause, and one at a time until answers are good again.
+	if prev, err := h.Pause(ctx, "acme", "a.test", 200*time.Millisecond, 7); err != nil || prev != 0 {
+		t.Fatalf("pause: %d %v", prev, err)
+	}
+	if a := ask("job_1", "acme", 2, 0); a.Reason != HostPaused || a.Wait <= 0 {
+		t.Fatalf("during the pause: %+v", a)
+	}
+	time.Sleep(350 * time.Millisecond) // past the pause and the delay of the last start
+	if a := ask("job_1", "acme", 2, 0); a.Reason != "" || a.Level != 1 {
+		t.Fatalf("after the pause: %+v", a)
+	}
+	if a := ask("job_2", "acme", 2, 0); a.Reason != HostConcurrency {
+		t.Fatalf("a second job while backed off: %+v", a)
+	}
+	if left, _ := h.Good(ctx, "acme", "a.test"); left != 0 {
+		t.Fatalf("after a good answer: level %d", left)
+	}
+	if a := ask("job_2", "acme", 2, 0); a.Reason != "" {
+		t.Fatalf("a second job after recovery: %+v", a)
+	}
+	// A job that ended leaves the line.
+	js.Finish(ctx, "job_3", Outcome{Status: "failed"})
+	if a := ask("job_3", "acme", 2, 0); a.Reason != HostEnded {
+		t.Fatalf("ended job: %+v", a)
+	}
+}
