@@ -476,7 +476,7 @@ var finishScript = redis.NewScript(batchMoveLua + `
 if ARGV[8] ~= '' then redis.call('HDEL', ARGV[9], 'job:' .. ARGV[7]) end
 local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id', 'owner')
 local st = f[1]
-if ARGV[8] ~= '' and f[5] and f[5] ~= ARGV[8] and st == 'running' then return 'stale' end
+if ARGV[8] ~= '' and f[5] and f[5] ~= ARGV[8] then return 'stale' end
 if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
@@ -598,7 +598,7 @@ func (s *Jobs) Get(ctx context.Context, tenant, id string, withResult bool) (*Jo
 	return decodeJob(id, tenant, m)
 }
 
-var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook", "depth"}
+var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook", "depth", "disc_by", "lastmod"}
 
 func (s *Jobs) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
 	vals, err := s.rdb.HMGet(ctx, JobKey(id), fieldsNoResult...).Result()
@@ -635,6 +635,7 @@ func decodeJob(id, tenant string, m map[string]string) (*JobInfo, error) {
 	in.Depth, _ = strconv.Atoi(m["depth"])
 	j := &in.Job
 	j.ID, j.Kind, j.Status, j.URL, j.BatchID = id, m["kind"], m["status"], m["url"], m["batch_id"]
+	j.DiscoveredBy, j.Lastmod = m["disc_by"], m["lastmod"]
 	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
 	if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
 		j.StartedAt = &t

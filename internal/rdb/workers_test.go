@@ -135,6 +135,10 @@ func TestAttemptFencing(t *testing.T) {
 	if in, _ := s.Get(ctx, "acme", "job_f", false); in.Job.Status != spec.StatusSucceeded || in.Job.Attempts != 2 {
 		t.Fatalf("finished: %+v", in.Job)
 	}
+	// The old owner's late outcome, after the new owner's, is stale too.
+	if err := s.Finish(ctx, "job_f", Outcome{Status: spec.StatusFailed, Owner: a1.Owner}); !errors.Is(err, ErrStaleAttempt) {
+		t.Fatalf("late finish of the old owner: %v", err)
+	}
 	// A retry hands the job back only for its owner.
 	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		s.Create(ctx, p, JobRecord{ID: "job_g", Tenant: "acme", Kind: "fetch", URL: "http://a.test/", CreatedAt: time.Now()})

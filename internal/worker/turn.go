@@ -231,7 +231,16 @@ func (tn *turn) runAndDecide() error {
 			tn.slot.left = true // the owner holds the job's running_jobs place now
 		}
 		return nil
-	case err != nil && !errors.Is(err, rdb.ErrJobEnded):
+	case errors.Is(err, rdb.ErrJobEnded):
+		// Cancelled (or ended by the sweep) while the attempt ended: the
+		// stored outcome stays; its events go out (they are deduplicated).
+		tn.log.Info("job ended meanwhile; this outcome is not written", "status", o.Status)
+		if tn.slot != nil {
+			tn.slot.left = true
+		}
+		tn.ended, tn.report = true, true
+		return nil
+	case err != nil:
 		return fmt.Errorf("write outcome: %w", err)
 	}
 	if tn.slot != nil {
