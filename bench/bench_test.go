@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
@@ -642,6 +644,85 @@ func BenchmarkBatch100k(b *testing.B) {
 		baseline: "",
 		target:   "< 2 s",
 	})
+}
+
+// BenchmarkMap100k: POST /v1/map of the fixture site, whose robots.txt
+// names an index of two gzip sitemaps of 50 000 URLs each, with limit
+// 100 000 — beside the baseline a program of its own would run: fetch the
+// index and the two files with net/http and decode them with
+// encoding/xml, in the same run.
+func BenchmarkMap100k(b *testing.B) {
+	e := needEnv(b)
+	ctx := benchCtx(b, 5*time.Minute)
+	body, _ := json.Marshal(map[string]any{"url": fixture.URL + "/", "limit": 100000, "sitemap": "only"})
+	var res spec.MapResult
+	start := time.Now()
+	code, err := e.do(ctx, "POST", "/v1/map", body, &res)
+	took := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if code != http.StatusOK || len(res.URLs) != 100000 {
+		b.Fatalf("map: %d, %d URLs, truncated %v", code, len(res.URLs), res.Truncated)
+	}
+	bareStart := time.Now()
+	n, err := bareSitemaps(ctx, fixture.URL+"/sitemap-index.xml")
+	bare := time.Since(bareStart)
+	if err != nil || n != 100000 {
+		b.Fatalf("bare: %d URLs, %v", n, err)
+	}
+	b.ReportMetric(took.Seconds()*1000, "ms")
+	b.ReportMetric(bare.Seconds()*1000, "bare-ms")
+	record(figure{
+		name:     "POST /v1/map of a 100 000-URL sitemap index (2 gzip files, limit 100 000)",
+		value:    fmt.Sprintf("%.0f ms", took.Seconds()*1000),
+		baseline: fmt.Sprintf("%.0f ms (net/http + encoding/xml)", bare.Seconds()*1000),
+		ratio:    fmt.Sprintf("%.2f×", bare.Seconds()/took.Seconds()),
+		target:   "< 10 s",
+	})
+}
+
+// bareSitemaps is what a program of its own does: fetch a sitemap index
+// and its files, decode them whole, count the URLs.
+func bareSitemaps(ctx context.Context, index string) (int, error) {
+	get := func(u string, v any) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var r io.Reader = resp.Body
+		if strings.HasSuffix(u, ".gz") {
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				return err
+			}
+			r = zr
+		}
+		return xml.NewDecoder(r).Decode(v)
+	}
+	var idx struct {
+		Sitemaps []struct {
+			Loc string `xml:"loc"`
+		} `xml:"sitemap"`
+	}
+	if err := get(index, &idx); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sm := range idx.Sitemaps {
+		var set struct {
+			URLs []struct {
+				Loc string `xml:"loc"`
+			} `xml:"url"`
+		}
+		if err := get(sm.Loc, &set); err != nil {
+			return 0, err
+		}
+		n += len(set.URLs)
+	}
+	return n, nil
 }
 
 // printTable prints the figures recorded in this run.

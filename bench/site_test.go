@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -38,6 +40,9 @@ const (
 //	/article/{n}   a plain static article (headings, a table, links), served
 //	               after articleDelay
 //	/tiny          a few bytes, at once (submit-latency jobs)
+//	/robots.txt    names /sitemap-index.xml
+//	/sitemap-index.xml, /sitemaps/{0,1}.xml.gz
+//	               an index of two gzip sitemaps of 50 000 article URLs each
 //
 // ?slow=D on a rich page holds its images for D (a Go duration), so that
 // jobs overlap for the memory measurement.
@@ -68,6 +73,15 @@ func newSite() (*site, error) {
 	mux.HandleFunc("GET /static/app.js", s.static("text/javascript", appJS))
 	mux.HandleFunc("GET /img/{name}", s.image)
 	mux.HandleFunc("GET /font/{name}", s.fontFile)
+	mux.HandleFunc("GET /robots.txt", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "User-agent: *\nAllow: /\nSitemap: %s/sitemap-index.xml\n", s.URL)
+	})
+	mux.HandleFunc("GET /sitemap-index.xml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">`+
+			`<sitemap><loc>%[1]s/sitemaps/0.xml.gz</loc></sitemap><sitemap><loc>%[1]s/sitemaps/1.xml.gz</loc></sitemap></sitemapindex>`, s.URL)
+	})
+	mux.HandleFunc("GET /sitemaps/{file}", s.sitemap)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln)
 	return s, nil
@@ -267,3 +281,33 @@ const appJS = `(function () {
   });
   app.setAttribute("data-rendered", "yes");
 })();`
+
+// sitemapFiles holds the two gzip sitemaps, made once.
+var (
+	sitemapOnce  sync.Once
+	sitemapFiles [2][]byte
+)
+
+// sitemap serves /sitemaps/{n}.xml.gz: 50 000 article URLs with lastmod.
+func (s *site) sitemap(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("file"), ".xml.gz"))
+	if err != nil || n < 0 || n > 1 {
+		http.NotFound(w, r)
+		return
+	}
+	sitemapOnce.Do(func() {
+		for f := range sitemapFiles {
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			fmt.Fprint(zw, `<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">`)
+			for i := range 50000 {
+				fmt.Fprintf(zw, "<url><loc>%s/article/%d</loc><lastmod>2026-11-%02d</lastmod></url>\n", s.URL, f*50000+i, 1+i%28)
+			}
+			fmt.Fprint(zw, `</urlset>`)
+			zw.Close()
+			sitemapFiles[f] = b.Bytes()
+		}
+	})
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Write(sitemapFiles[n])
+}

@@ -65,6 +65,7 @@ var routeTable = []route{
 	on(http.MethodDelete, "/v1/batches/:id", keyed, func(s *Server) echo.HandlerFunc { return s.cancelBatch }),
 	on(http.MethodGet, "/v1/batches/:id/jobs", keyed, func(s *Server) echo.HandlerFunc { return s.batchJobs }),
 	on(http.MethodGet, "/v1/batches/:id/deliveries", keyed, func(s *Server) echo.HandlerFunc { return s.batchDeliveries }),
+	on(http.MethodPost, "/v1/map", keyed, func(s *Server) echo.HandlerFunc { return s.mapSite }),
 
 	{methods: adminMethods, path: AdminQueuesPath, access: admin, handler: (*Server).queueDashboard},
 	{methods: adminMethods, path: AdminQueuesPath + "/*", access: admin, handler: (*Server).queueDashboard},

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/internal/crawl"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
@@ -55,6 +56,7 @@ type Server struct {
 	idents    *rdb.Identities
 	deliv     *rdb.Deliveries
 	submitter *submit.Service
+	fetcher   crawl.Fetcher
 	queue     *asynq.Client
 	notifier  *rdb.Notifier
 	log       *slog.Logger
@@ -88,6 +90,9 @@ type Deps struct {
 	Sessions *session.Store
 	Queue    *asynq.Client
 	Submit   *submit.Service
+	// Fetcher reads the sites POST /v1/map lists (nil: the route answers
+	// 503).
+	Fetcher  crawl.Fetcher
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -129,6 +134,7 @@ func New(cfg Config, d Deps) *Server {
 		deliv:     d.Stores.Deliveries,
 		queue:     d.Queue,
 		submitter: d.Submit,
+		fetcher:   d.Fetcher,
 		notifier:  rdb.NewNotifier(d.Redis),
 		reqs: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_http_requests_total", Help: "HTTP requests by route, method and status code."},
 			[]string{"route", "method", "code"}),

@@ -2,8 +2,7 @@ package batch
 
 import (
 	"fmt"
-	"regexp"
-	"strings"
+	"net/url"
 
 	"github.com/pagefleet/pagefleet/internal/crawl"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -27,8 +26,9 @@ func (crawlKind) Template(t *spec.Request) {
 }
 
 // Check validates the crawl against maxPages (the tenant's batch size) and
-// fills its defaults: the start URL normalised, max_depth 3, max_pages
-// 1000 (at most maxPages), same_origin true.
+// fills its defaults: the start URL normalised (its query dropped with
+// ignore_query), max_depth 3, max_pages 1000 (at most maxPages),
+// same_origin true, sitemap include.
 func (crawlKind) Check(req *spec.BatchRequest, maxPages int) []spec.FieldError {
 	c := req.Crawl
 	var errs []spec.FieldError
@@ -52,22 +52,23 @@ func (crawlKind) Check(req *spec.BatchRequest, maxPages int) []spec.FieldError {
 	case c.MaxPages < 0 || c.MaxPages > maxPages:
 		add("max_pages", fmt.Sprintf("must be between 1 and %d (the tenant's batch size)", maxPages))
 	}
-	for name, list := range map[string][]string{"include": c.Include, "exclude": c.Exclude} {
-		if len(list) > MaxPatterns {
-			add(name, fmt.Sprintf("must have at most %d patterns", MaxPatterns))
-			continue
-		}
-		for i, p := range list {
-			if len(p) > MaxPatternLength {
-				add(fmt.Sprintf("%s[%d]", name, i), fmt.Sprintf("is longer than %d characters", MaxPatternLength))
-			} else if _, err := regexp.Compile(p); err != nil {
-				add(fmt.Sprintf("%s[%d]", name, i), "is not a valid regular expression: "+strings.TrimPrefix(err.Error(), "error parsing regexp: "))
-			}
-		}
-	}
+	errs = append(errs, crawl.CheckPatterns("crawl.", c.Include, c.Exclude)...)
 	if c.SameOrigin == nil {
 		t := true
 		c.SameOrigin = &t
+	}
+	switch c.Sitemap {
+	case "":
+		c.Sitemap = spec.SitemapInclude
+	case spec.SitemapInclude, spec.SitemapOnly, spec.SitemapSkip:
+	default:
+		add("sitemap", `must be "include", "only" or "skip"`)
+	}
+	if c.IgnoreQuery {
+		if u, err := url.Parse(c.StartURL); err == nil && u.RawQuery != "" {
+			u.RawQuery = ""
+			c.StartURL = u.String()
+		}
 	}
 	sortErrors(errs)
 	return errs

@@ -9,10 +9,6 @@ const (
 	// MaxURLs is the most URLs (or crawl pages) one batch may have; a
 	// tenant's batch_size limit may be lower.
 	MaxURLs = 100000
-	// MaxPatterns bounds crawl.include and crawl.exclude each.
-	MaxPatterns = 50
-	// MaxPatternLength bounds one include or exclude regular expression.
-	MaxPatternLength = 1000
 	// MaxDepth bounds crawl.max_depth.
 	MaxDepth = 100
 	// DefaultMaxDepth is crawl.max_depth when it is not given.

@@ -8,12 +8,14 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/rdb"
+	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
-// Fetcher reads robots.txt files (a plain HTTP fetch through the egress
-// guard).
+// Fetcher reads robots.txt and sitemap files (plain HTTP fetches through
+// the egress guard; fetch.Client).
 type Fetcher interface {
 	Do(ctx context.Context, req fetch.Request) (*fetch.Response, error)
+	Opener
 }
 
 // Follower decides which links of a crawl page a crawl follows: the
@@ -64,9 +66,12 @@ func (f *Follower) state(b *rdb.Batch) (*crawlState, error) {
 	return c, nil
 }
 
-// Links returns the links of a page of crawl b at depth (the page's depth
-// plus one) that the crawl follows, normalised, each once.
-func (f *Follower) Links(ctx context.Context, b *rdb.Batch, depth int, links []string) ([]string, error) {
+// Pages returns the pages a page of crawl b leads to, at depth (the page's
+// depth plus one): its links that the crawl follows (none with sitemap
+// "only"), and for the start page (depth 1) the pages the site's sitemaps
+// list (unless sitemap is "skip"), each normalised and filtered as a link,
+// once.
+func (f *Follower) Pages(ctx context.Context, b *rdb.Batch, depth int, links []string) ([]rdb.Found, error) {
 	if b.Crawl == nil || b.Crawl.MaxDepth == nil || depth > *b.Crawl.MaxDepth {
 		return nil, nil
 	}
@@ -74,12 +79,12 @@ func (f *Follower) Links(ctx context.Context, b *rdb.Batch, depth int, links []s
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []rdb.Found
 	seen := map[string]bool{}
-	for _, l := range links {
-		n, u, ok := c.filter.Follow(l)
+	add := func(raw, by, lastmod string) {
+		n, u, ok := c.filter.Follow(raw)
 		if !ok || seen[n] {
-			continue
+			return
 		}
 		seen[n] = true
 		if b.Crawl.RespectRobotsTxt {
@@ -88,12 +93,47 @@ func (f *Follower) Links(ctx context.Context, b *rdb.Batch, depth int, links []s
 				path += "?" + u.RawQuery
 			}
 			if !f.robots(ctx, b.ID, c, u.Scheme+"://"+u.Host).Allowed(path) {
-				continue
+				return
 			}
 		}
-		out = append(out, n)
+		out = append(out, rdb.Found{URL: n, By: by, Lastmod: lastmod})
+	}
+	if b.Crawl.Sitemap != spec.SitemapOnly {
+		for _, l := range links {
+			add(l, spec.DiscoveredLink, "")
+		}
+	}
+	if depth == 1 && b.Crawl.Sitemap != spec.SitemapSkip && f.fetcher != nil {
+		origin := Origin(b.Crawl.StartURL)
+		listed := f.robots(ctx, b.ID, c, origin).Sitemaps
+		limit := max(b.Crawl.MaxPages, 1)
+		pages, _ := Sitemaps(ctx, f.fetcher, origin, listed, min(limit, spec.MaxBatchURLs))
+		for _, p := range pages {
+			add(p.URL, spec.DiscoveredSitemap, p.Lastmod)
+		}
 	}
 	return out, nil
+}
+
+// Canonical returns a crawl page's canonical URL, normalised, when it is on
+// the crawl's site and is not the page's own URL: the crawl counts it as
+// visited.
+func (f *Follower) Canonical(b *rdb.Batch, pageURL, canonical string) (string, bool) {
+	if b.Crawl == nil || canonical == "" {
+		return "", false
+	}
+	c, err := f.state(b)
+	if err != nil {
+		return "", false
+	}
+	n, ok := c.filter.SameSite(canonical)
+	if !ok {
+		return "", false
+	}
+	if own, err := Normalize(pageURL); err == nil && own == n {
+		return "", false
+	}
+	return n, true
 }
 
 // robots returns origin's robots.txt rules for the batch.

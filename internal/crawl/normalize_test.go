@@ -99,3 +99,32 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+func TestFilterSubdomainsAndQuery(t *testing.T) {
+	f, err := NewFilter(&spec.Crawl{StartURL: "https://www.site.test/", AllowSubdomains: true, IgnoreQuery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for link, want := range map[string]string{
+		"https://www.site.test/a?x=1":  "https://www.site.test/a",
+		"https://site.test/b":          "https://site.test/b",
+		"https://docs.site.test/c?y#z": "https://docs.site.test/c",
+		"https://a.b.site.test/d":      "https://a.b.site.test/d",
+		"http://docs.site.test/e":      "", // another scheme
+		"https://site.test:8443/f":     "", // another port
+		"https://othersite.test/g":     "",
+		"https://notsite.test/h":       "",
+	} {
+		n, _, ok := f.Follow(link)
+		if (want == "") == ok || n != want {
+			t.Errorf("Follow(%q) = %q, %v; want %q", link, n, ok, want)
+		}
+	}
+	strict, _ := NewFilter(&spec.Crawl{StartURL: "https://www.site.test/"})
+	if _, _, ok := strict.Follow("https://docs.site.test/c"); ok {
+		t.Error("a subdomain followed without allow_subdomains")
+	}
+	if n, _, _ := strict.Follow("https://www.site.test/a?x=1"); n != "https://www.site.test/a?x=1" {
+		t.Errorf("query dropped without ignore_query: %q", n)
+	}
+}

@@ -133,29 +133,94 @@ var sensitiveHeaders = map[string]bool{"Authorization": true, "Cookie": true, "W
 // Do fetches req.URL with GET, following redirects. The error, when not
 // nil, is a *spec.Error.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	start, err := url.Parse(req.URL)
-	if err != nil || (start.Scheme != "http" && start.Scheme != "https") || start.Host == "" {
-		return nil, spec.Errorf(spec.CodeNavigationFailed, false, "invalid url %q: must be absolute http(s)", req.URL)
-	}
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = spec.DefaultTimeoutMs * time.Millisecond
 	}
 	fctx, cancel := context.WithTimeoutCause(ctx, timeout, errFetchTimeout)
 	defer cancel()
+	resp, cur, jar, err := c.get(ctx, fctx, timeout, req)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.read(resp)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, c.fail(ctx, fctx, timeout, cur, err)
+	}
+	out.URL = req.URL
+	out.FinalURL = cur.String()
+	out.Cookies = jar.export(time.Now())
+	out.CookiesChanged = !spec.EqualStates(&spec.State{Cookies: req.Cookies}, &spec.State{Cookies: out.Cookies})
+	return out, nil
+}
 
+// Stream is a fetched response whose body is read by the caller (a big
+// file read with bounds of its own: a sitemap).
+type Stream struct {
+	FinalURL   string
+	StatusCode int
+	// Headers of the response, lower-case names.
+	Headers map[string]string
+	// Body is the body decoded of its Content-Encoding; Close it.
+	Body io.ReadCloser
+}
+
+// Open fetches req.URL with GET, following redirects, and hands over the
+// final response's body, decoded of its Content-Encoding, unread. The
+// request's timeout bounds the reading too. The error, when not nil, is a
+// *spec.Error.
+func (c *Client) Open(ctx context.Context, req Request) (*Stream, error) {
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = spec.DefaultTimeoutMs * time.Millisecond
+	}
+	fctx, cancel := context.WithTimeoutCause(ctx, timeout, errFetchTimeout)
+	resp, cur, _, err := c.get(ctx, fctx, timeout, req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r, err := decompress(resp.Body, resp.Header.Get("Content-Encoding"))
+	if err != nil {
+		resp.Body.Close()
+		cancel()
+		return nil, spec.Errorf(spec.CodeNavigationFailed, false, "decode body: %v", err)
+	}
+	st := &Stream{FinalURL: cur.String(), StatusCode: resp.StatusCode, Headers: make(map[string]string, len(resp.Header)),
+		Body: &streamBody{Reader: r, close: func() error { defer cancel(); return resp.Body.Close() }}}
+	for k, vs := range resp.Header {
+		st.Headers[strings.ToLower(k)] = strings.Join(vs, ", ")
+	}
+	return st, nil
+}
+
+type streamBody struct {
+	io.Reader
+	close func() error
+}
+
+func (b *streamBody) Close() error { return b.close() }
+
+// get sends the request, following redirects, and returns the final
+// response (its body unread), the final URL and the cookie jar.
+func (c *Client) get(ctx, fctx context.Context, timeout time.Duration, req Request) (*http.Response, *url.URL, *jar, error) {
+	start, err := url.Parse(req.URL)
+	if err != nil || (start.Scheme != "http" && start.Scheme != "https") || start.Host == "" {
+		return nil, nil, nil, spec.Errorf(spec.CodeNavigationFailed, false, "invalid url %q: must be absolute http(s)", req.URL)
+	}
 	jar := newJar(req.Cookies)
 	firstHost := canonicalHost(start)
 	cur := start
 	for hop := 0; ; hop++ {
 		hreq, err := http.NewRequestWithContext(fctx, http.MethodGet, cur.String(), nil)
 		if err != nil {
-			return nil, spec.Errorf(spec.CodeNavigationFailed, false, "build request for %s: %v", cur, err)
+			return nil, nil, nil, spec.Errorf(spec.CodeNavigationFailed, false, "build request for %s: %v", cur, err)
 		}
 		c.setHeaders(hreq, req.Headers, jar, cur, firstHost)
 		resp, err := c.transport.RoundTrip(hreq)
 		if err != nil {
-			return nil, c.fail(ctx, fctx, timeout, cur, err)
+			return nil, nil, nil, c.fail(ctx, fctx, timeout, cur, err)
 		}
 		now := time.Now()
 		for _, sc := range resp.Cookies() {
@@ -165,11 +230,11 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			_, _ = io.CopyN(io.Discard, resp.Body, redirectDrainBytes)
 			_ = resp.Body.Close()
 			if hop >= c.cfg.MaxRedirects {
-				return nil, spec.Errorf(spec.CodeTooManyRedirects, false, "more than %d redirects (last to %s)", c.cfg.MaxRedirects, loc)
+				return nil, nil, nil, spec.Errorf(spec.CodeTooManyRedirects, false, "more than %d redirects (last to %s)", c.cfg.MaxRedirects, loc)
 			}
 			next, err := cur.Parse(loc)
 			if err != nil || (next.Scheme != "http" && next.Scheme != "https") || next.Host == "" {
-				return nil, spec.Errorf(spec.CodeNavigationFailed, false, "redirect from %s to unusable location %q", cur, loc)
+				return nil, nil, nil, spec.Errorf(spec.CodeNavigationFailed, false, "redirect from %s to unusable location %q", cur, loc)
 			}
 			if next.Fragment == "" && cur.Fragment != "" {
 				next.Fragment = cur.Fragment
@@ -177,16 +242,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			cur = next
 			continue
 		}
-		out, err := c.read(resp)
-		_ = resp.Body.Close()
-		if err != nil {
-			return nil, c.fail(ctx, fctx, timeout, cur, err)
-		}
-		out.URL = req.URL
-		out.FinalURL = cur.String()
-		out.Cookies = jar.export(time.Now())
-		out.CookiesChanged = !spec.EqualStates(&spec.State{Cookies: req.Cookies}, &spec.State{Cookies: out.Cookies})
-		return out, nil
+		return resp, cur, jar, nil
 	}
 }
 

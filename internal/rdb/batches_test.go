@@ -221,11 +221,11 @@ func TestCrawlDiscovery(t *testing.T) {
 		t.Fatal("a crawl must not complete before its start page's links are followed")
 	}
 	links := []string{"http://site.test/a", "http://site.test/b", "http://site.test/", "http://site.test/a"}
-	kids, err := s.Discover(ctx, b, start, 1, links)
+	kids, err := s.Discover(ctx, b, start, 1, linksFound(links...))
 	if err != nil || len(kids) != 2 || kids[0].URL != links[0] || kids[1].JobID != BatchJobID(b.ID, 2) {
 		t.Fatalf("discover: %+v %v", kids, err)
 	}
-	again, err := s.Discover(ctx, b, start, 1, links) // a redelivery
+	again, err := s.Discover(ctx, b, start, 1, linksFound(links...)) // a redelivery
 	if err != nil || len(again) != 2 || again[1] != kids[1] {
 		t.Fatalf("discover again: %+v %v", again, err)
 	}
@@ -234,15 +234,22 @@ func TestCrawlDiscovery(t *testing.T) {
 	}
 	s.DiscoveryDone(ctx, b.ID, start)
 	s.DiscoveryDone(ctx, b.ID, start)
-	if kids, _ := s.Discover(ctx, b, start, 1, []string{"http://site.test/c"}); len(kids) != 0 {
+	if kids, _ := s.Discover(ctx, b, start, 1, linksFound("http://site.test/c")); len(kids) != 0 {
 		t.Fatal("discovery after done added jobs")
 	}
 	// a child finds two more pages; max_pages 4 keeps one
 	js.Start(ctx, kids[0].JobID, 1)
 	js.Finish(ctx, kids[0].JobID, Outcome{Status: spec.StatusSucceeded})
-	more, _ := s.Discover(ctx, b, kids[0].JobID, 2, []string{"http://site.test/c", "http://site.test/d", "http://site.test/b"})
+	more, _ := s.Discover(ctx, b, kids[0].JobID, 2, []Found{{URL: "http://site.test/c", By: "sitemap", Lastmod: "2026-11-30"},
+		{URL: "http://site.test/d", By: "link"}, {URL: "http://site.test/b", By: "link"}})
 	if len(more) != 1 || more[0].URL != "http://site.test/c" {
 		t.Fatalf("max_pages: %+v", more)
+	}
+	if in, _ := js.Get(ctx, "", more[0].JobID, false); in.Job.DiscoveredBy != "sitemap" || in.Job.Lastmod != "2026-11-30" || in.Depth != 2 {
+		t.Fatalf("a page from a sitemap: %+v (depth %d)", in.Job, in.Depth)
+	}
+	if in, _ := js.Get(ctx, "", start, false); in.Job.DiscoveredBy != "start" {
+		t.Fatalf("the start page: %+v", in.Job)
 	}
 	s.DiscoveryDone(ctx, b.ID, kids[0].JobID)
 	for _, id := range []string{kids[1].JobID, more[0].JobID} {
@@ -379,4 +386,13 @@ func TestCountsUnderConcurrency(t *testing.T) {
 	if v.Status != spec.BatchCompleted || v.Succeeded+v.Cancelled != n || reads.Load() < 10 {
 		t.Fatalf("end: %+v after %d reads", v, reads.Load())
 	}
+}
+
+// linksFound is the Found of pages found as links.
+func linksFound(urls ...string) []Found {
+	out := make([]Found, len(urls))
+	for i, u := range urls {
+		out[i] = Found{URL: u, By: "link"}
+	}
+	return out
 }

@@ -16,6 +16,13 @@ type Child struct {
 	URL   string
 }
 
+// Found is a page a crawl job found: its URL (normalised and filtered),
+// how (spec.DiscoveredLink or spec.DiscoveredSitemap) and, from a sitemap,
+// its lastmod.
+type Found struct {
+	URL, By, Lastmod string
+}
+
 // discoverScript adds the links a crawl job found (already normalised and
 // filtered) as jobs of its batch, each URL once per batch and at most
 // max_pages jobs in all. A URL is claimed in the seen hash, and total and
@@ -29,7 +36,8 @@ type Child struct {
 // tenant's job list.
 // ARGV: parent id, max pages, created_at, ttl ms, job id prefix, tenant,
 // depth, created_at in µs (the job list's score, plus the job's index),
-// trim-below score of the job list, urls….
+// trim-below score of the job list, then for each page its URL, how it
+// was found and its lastmod.
 var discoverScript = redis.NewScript(`
 if redis.call('HGET', KEYS[4], 'disc') ~= 'pending' then return {} end
 local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'total')
@@ -38,7 +46,7 @@ local batch = string.sub(KEYS[1], 12) -- after '{pf}:batch:'
 local max = tonumber(ARGV[2])
 local total = tonumber(h[3])
 local out = {}
-for i = 10, #ARGV do
+for i = 10, #ARGV, 3 do
   local u = ARGV[i]
   local id = redis.call('HGET', KEYS[2], u)
   if id then
@@ -54,7 +62,8 @@ for i = 10, #ARGV do
     redis.call('HINCRBY', KEYS[1], 'queued', 1)
     local jk = '{pf}:job:' .. id
     redis.call('HSET', jk, 'tenant', ARGV[6], 'kind', 'fetch', 'status', 'queued', 'created_at', ARGV[3],
-      'url', u, 'attempts', 0, 'batch_id', batch, 'counted', 1, 'parent', ARGV[1], 'depth', ARGV[7])
+      'url', u, 'attempts', 0, 'batch_id', batch, 'counted', 1, 'parent', ARGV[1], 'depth', ARGV[7], 'disc_by', ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'lastmod', ARGV[i + 2]) end
     redis.call('PEXPIRE', jk, ARGV[4])
     redis.call('RPUSH', KEYS[3], id)
     redis.call('INCR', KEYS[5])
@@ -71,11 +80,11 @@ end
 return out
 `)
 
-// Discover adds the links urls (normalised, filtered, at depth) that the
-// crawl job parent found, and returns the jobs to enqueue. It may be run
-// again for the same parent (it returns the same children); it adds nothing
-// once the parent's discovery is done or the batch is cancelled.
-func (s *Batches) Discover(ctx context.Context, b *Batch, parent string, depth int, urls []string) ([]Child, error) {
+// Discover adds the pages (normalised, filtered, at depth) that the crawl
+// job parent found, and returns the jobs to enqueue. It may be run again
+// for the same parent (it returns the same children); it adds nothing once
+// the parent's discovery is done or the batch is cancelled.
+func (s *Batches) Discover(ctx context.Context, b *Batch, parent string, depth int, pages []Found) ([]Child, error) {
 	maxPages := spec.MaxBatchURLs
 	if b.Crawl != nil && b.Crawl.MaxPages > 0 {
 		maxPages = b.Crawl.MaxPages
@@ -83,11 +92,11 @@ func (s *Batches) Discover(ctx context.Context, b *Batch, parent string, depth i
 	now := time.Now()
 	args := []any{parent, maxPages, now.UTC().Format(time.RFC3339Nano), s.ttl.Milliseconds(), jobPrefix(b.ID), b.Tenant, depth,
 		now.UnixMicro(), now.Add(-s.ttl).UnixMicro()}
-	seen := make(map[string]bool, len(urls))
-	for _, u := range urls {
-		if !seen[u] {
-			seen[u] = true
-			args = append(args, u)
+	seen := make(map[string]bool, len(pages))
+	for _, f := range pages {
+		if !seen[f.URL] {
+			seen[f.URL] = true
+			args = append(args, f.URL, f.By, f.Lastmod)
 		}
 	}
 	keys := []string{BatchKey(b.ID), seenKey(b.ID), jobsKey(b.ID), JobKey(parent), ActiveKey(b.Tenant), JobIndexKey(b.Tenant)}
@@ -181,4 +190,11 @@ func hash32(s string) uint32 {
 		h = (h ^ uint32(s[i])) * 16777619
 	}
 	return h
+}
+
+// ClaimURL claims url for the crawl batch as fetched by job (a page's
+// canonical URL counts as visited): a later link to it adds no job. It
+// reports whether it was not claimed before.
+func (s *Batches) ClaimURL(ctx context.Context, batchID, url, job string) (bool, error) {
+	return s.rdb.HSetNX(ctx, seenKey(batchID), url, job).Result()
 }

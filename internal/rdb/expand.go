@@ -77,7 +77,7 @@ func (s *Batches) CreateChunk(ctx context.Context, b *Batch, start int, urls []s
 					CreatedAt: b.CreatedAt, BatchID: b.ID, Counted: true, ListOrder: start + i})
 				if b.Crawl != nil {
 					p.HSet(ctx, seenKey(b.ID), u, ids[i])
-					p.HSet(ctx, JobKey(ids[i]), "depth", 0)
+					p.HSet(ctx, JobKey(ids[i]), "depth", 0, "disc_by", spec.DiscoveredStart)
 				}
 			}
 			if b.Crawl != nil {

@@ -171,3 +171,12 @@ func (s *Service) enqueue(ctx context.Context, build func() (*asynq.Task, error)
 	_, err = s.Queue.EnqueueContext(ctx, task)
 	return err
 }
+
+// Admit counts a request that creates no job (a map) against the tenant's
+// requests per second.
+func (s *Service) Admit(ctx context.Context, t *tenant.Tenant) error {
+	if err := s.Jobs.Gate(ctx, t.ID, int(t.Limits.RequestsPerSecond), 0, 0); err != nil {
+		return limitError(t, err)
+	}
+	return nil
+}

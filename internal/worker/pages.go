@@ -118,13 +118,19 @@ func (b *Bulk) follow(ctx context.Context, m *rdb.Batch, p *jobs.RunPayload, job
 		return err
 	}
 	depth := p.Depth + 1
-	var links []string
+	var pages []rdb.Found
 	if job.Result != nil {
-		if links, err = b.follower.Links(ctx, m, depth, job.Result.Links); err != nil {
+		if canon, ok := b.follower.Canonical(m, job.URL, job.Result.Canonical); ok {
+			// The page is its canonical URL: a link to that adds no job.
+			if _, err := b.store.ClaimURL(ctx, m.ID, canon, p.JobID); err != nil {
+				return err
+			}
+		}
+		if pages, err = b.follower.Pages(ctx, m, depth, job.Result.Links); err != nil {
 			return err
 		}
 	}
-	children, err := b.store.Discover(ctx, m, p.JobID, depth, links)
+	children, err := b.store.Discover(ctx, m, p.JobID, depth, pages)
 	if err != nil {
 		return err
 	}

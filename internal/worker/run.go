@@ -95,7 +95,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		}
 	}
 
-	if err := w.outputs(runCtx, req, res, html); err != nil && jerr == nil {
+	if err := w.outputs(runCtx, req, res, html, p.Crawl); err != nil && jerr == nil {
 		jerr = err
 	}
 
@@ -132,8 +132,9 @@ func (w *Worker) touchSession(ctx context.Context, lease *session.Lease) {
 	}
 }
 
-// outputs fills the requested outputs from the page's HTML.
-func (w *Worker) outputs(ctx context.Context, req *spec.Request, res *spec.Result, html string) *spec.Error {
+// outputs fills the requested outputs from the page's HTML (and, for a
+// crawl page, its canonical URL).
+func (w *Worker) outputs(ctx context.Context, req *spec.Request, res *spec.Result, html string, crawl bool) *spec.Error {
 	if req.Wants(spec.OutHTML) {
 		res.HTML = &html
 	}
@@ -169,8 +170,14 @@ func (w *Worker) outputs(ctx context.Context, req *spec.Request, res *spec.Resul
 			res.Links = []string{}
 		}
 	}
-	if req.Wants(spec.OutMetadata) {
-		res.Metadata, _ = json.Marshal(doc.Metadata())
+	if req.Wants(spec.OutMetadata) || crawl {
+		m := doc.Metadata()
+		if req.Wants(spec.OutMetadata) {
+			res.Metadata, _ = json.Marshal(m)
+		}
+		if crawl && m.Canonical != "" && m.Canonical != res.FinalURL && m.Canonical != req.URL {
+			res.Canonical = m.Canonical
+		}
 	}
 	if req.Extract != nil && req.Wants(spec.OutJSON) {
 		var v map[string]any

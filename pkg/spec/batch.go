@@ -52,6 +52,66 @@ type Crawl struct {
 	// RespectRobotsTxt skips the paths robots.txt disallows for user-agent
 	// "*" (each origin's robots.txt is fetched once per batch).
 	RespectRobotsTxt bool `json:"respect_robots_txt,omitempty"`
+	// Sitemap is "include" (default: the pages the site's sitemaps list,
+	// besides the links), "only" (the sitemaps' pages, no links followed)
+	// or "skip".
+	Sitemap string `json:"sitemap,omitempty"`
+	// AllowSubdomains lets a crawl (and a map) reach the start host's
+	// subdomains.
+	AllowSubdomains bool `json:"allow_subdomains,omitempty"`
+	// IgnoreQuery drops the query of every URL: pages that differ only by
+	// their query are one page.
+	IgnoreQuery bool `json:"ignore_query,omitempty"`
+}
+
+// Sitemap settings of a crawl or map.
+const (
+	SitemapInclude = "include"
+	SitemapOnly    = "only"
+	SitemapSkip    = "skip"
+)
+
+// How a crawl found a page (Job.DiscoveredBy).
+const (
+	DiscoveredStart   = "start"
+	DiscoveredLink    = "link"
+	DiscoveredSitemap = "sitemap"
+)
+
+// MapRequest is the body of POST /v1/map: list a site's URLs from its
+// sitemaps and the links of its start page, plain HTTP only.
+type MapRequest struct {
+	URL string `json:"url"`
+	// Limit bounds the URLs answered (default 5000, at most 100 000).
+	Limit   int      `json:"limit,omitempty"`
+	Sitemap string   `json:"sitemap,omitempty"`
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// AllowSubdomains lets the map list the start host's subdomains.
+	AllowSubdomains bool `json:"allow_subdomains,omitempty"`
+	// Search keeps the URLs that contain every word of it (any case).
+	Search string `json:"search,omitempty"`
+}
+
+// Limits of a map.
+const (
+	DefaultMapLimit = 5000
+	MaxMapLimit     = 100000
+)
+
+// MapURL is one URL a map found.
+type MapURL struct {
+	URL     string `json:"url"`
+	Lastmod string `json:"lastmod,omitempty"`
+	// Source is "sitemap" or "page" (a link of the start page).
+	Source string `json:"source"`
+}
+
+// MapResult is the answer to POST /v1/map.
+type MapResult struct {
+	URLs []MapURL `json:"urls"`
+	// Truncated: the site had more URLs than the limit.
+	Truncated bool `json:"truncated"`
 }
 
 // Batch is the object of GET /v1/batches/{id}: a batch's progress. The

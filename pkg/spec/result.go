@@ -21,18 +21,23 @@ func Terminal(status string) bool {
 
 // Job is the job object of GET /v1/jobs/{id}.
 type Job struct {
-	ID         string       `json:"id"`
-	Kind       string       `json:"kind"`
-	Status     string       `json:"status"`
-	CreatedAt  time.Time    `json:"created_at"`
-	StartedAt  *time.Time   `json:"started_at"`  // null until it runs
-	FinishedAt *time.Time   `json:"finished_at"` // null until it ends
-	Attempts   int          `json:"attempts"`
-	URL        string       `json:"url,omitempty"`
-	BatchID    string       `json:"batch_id,omitempty"`
-	Session    *SessionInfo `json:"session,omitempty"`
-	Result     *Result      `json:"result,omitempty"`
-	Error      *Error       `json:"error,omitempty"`
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	Status     string     `json:"status"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`  // null until it runs
+	FinishedAt *time.Time `json:"finished_at"` // null until it ends
+	Attempts   int        `json:"attempts"`
+	URL        string     `json:"url,omitempty"`
+	BatchID    string     `json:"batch_id,omitempty"`
+	// DiscoveredBy says how a crawl found the page: "start", "link" or
+	// "sitemap".
+	DiscoveredBy string `json:"discovered_by,omitempty"`
+	// Lastmod is the page's <lastmod> in the sitemap that listed it.
+	Lastmod string       `json:"lastmod,omitempty"`
+	Session *SessionInfo `json:"session,omitempty"`
+	Result  *Result      `json:"result,omitempty"`
+	Error   *Error       `json:"error,omitempty"`
 }
 
 // SessionInfo is the job's "session" field.
@@ -51,12 +56,15 @@ type Result struct {
 	Markdown   *string           `json:"markdown,omitempty"`
 	Text       *string           `json:"text,omitempty"`
 	Links      []string          `json:"links,omitzero"` // [] when asked for and the page has none
-	Screenshot []byte            `json:"screenshot,omitempty"`
-	Metadata   json.RawMessage   `json:"metadata,omitempty"`
-	JSON       json.RawMessage   `json:"json,omitempty"`
-	Usage      json.RawMessage   `json:"usage,omitempty"`
-	Actions    []ActionResult    `json:"actions,omitempty"`
-	Timings    Timings           `json:"timings"`
+	// Canonical is a crawl page's <link rel=canonical>, when it names
+	// another URL than the page's.
+	Canonical  string          `json:"canonical_url,omitempty"`
+	Screenshot []byte          `json:"screenshot,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	JSON       json.RawMessage `json:"json,omitempty"`
+	Usage      json.RawMessage `json:"usage,omitempty"`
+	Actions    []ActionResult  `json:"actions,omitempty"`
+	Timings    Timings         `json:"timings"`
 }
 
 // ActionResult is one entry of result.actions.
