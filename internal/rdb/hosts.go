@@ -68,8 +68,9 @@ type HostAnswer struct {
 	// Wait is how long until the host is free for it, when known (a delay,
 	// a pause); 0 when it waits for a place to free.
 	Wait time.Duration
-	// Rank is the job's place in the wait line (0: first); for a job
-	// given its place, how many jobs wait in line after it.
+	// Rank is how many waiters that asked lately are ahead of the job in
+	// the wait line (0: none); for a job given its place, how many jobs
+	// wait in line after it.
 	Rank int
 	// Level is the host's adaptive back-off steps (0: none): the job runs
 	// one at a time, and a good answer takes a step back (Good).
@@ -79,6 +80,13 @@ type HostAnswer struct {
 // staleWaiter is how long a waiting task may stay silent before it no
 // longer holds its place in line (its longest fallback retry is 30 s).
 const staleWaiter = 90 * time.Second
+
+// activeWaiter is how long after its last ask (beyond the host's delay) a
+// waiter still holds newcomers back: a waiter that asked longer ago sleeps
+// until it is woken, and a newcomer may take a free place meanwhile (the
+// queue delivers a woken task behind every task pending before it, so
+// waiting for it would leave the place empty).
+const activeWaiter = 2 * time.Second
 
 // hostTTL is how long a host's keys live after their last use.
 const hostTTL = time.Hour
@@ -122,7 +130,19 @@ if not first then
 end
 first = tonumber(first)
 redis.call('HSET', KEYS[3], ARGV[2], now)
+-- Only the waiters ahead that asked lately hold a newcomer back: one
+-- that sleeps until it is woken (or until its come-back time) does not
+-- keep a free place empty. The scan is bounded.
 local rank = redis.call('ZRANK', KEYS[2], ARGV[2])
+if rank > 0 then
+  local fresh = now - (tonumber(ARGV[4]) + tonumber(ARGV[11]))
+  local ahead = redis.call('ZRANGE', KEYS[2], 0, math.min(rank, 64) - 1)
+  local seen = redis.call('HMGET', KEYS[3], unpack(ahead))
+  rank = 0
+  for i = 1, #ahead do
+    if tonumber(seen[i] or '0') >= fresh then rank = rank + 1 end
+  end
+end
 local free = limit - redis.call('ZCARD', KEYS[1])
 local fleetFree = tonumber(ARGV[5]) - redis.call('ZCARD', KEYS[5])
 local fleetNext = tonumber(redis.call('HGET', KEYS[6], 'next') or '0')
@@ -160,7 +180,8 @@ func (s *Hosts) Acquire(ctx context.Context, a HostAsk) (HostAnswer, error) {
 	res, err := acquireHostScript.Run(ctx, s.rdb,
 		[]string{k.run, k.wait, k.seen, k.st, g.run, g.st, JobKey(a.Job)},
 		a.Job, a.Member, a.Limit, a.Delay.Milliseconds(), a.Fleet, a.FleetDelay.Milliseconds(),
-		a.Lease.Milliseconds(), hostTTL.Milliseconds(), tenantEscaper.Replace(a.Tenant), staleWaiter.Milliseconds()).Slice()
+		a.Lease.Milliseconds(), hostTTL.Milliseconds(), tenantEscaper.Replace(a.Tenant), staleWaiter.Milliseconds(),
+		activeWaiter.Milliseconds()).Slice()
 	if err != nil {
 		return HostAnswer{}, err
 	}
