@@ -71,6 +71,9 @@ type Options struct {
 	Workers     int
 	Concurrency int
 	Env         []string // extra KEY=VALUE
+	// Tenants, when set, is the whole tenants file (YAML) in place of the
+	// default one (tenants acme, globex and freebie).
+	Tenants string
 }
 
 func freeAddr(t testing.TB) string {
@@ -92,7 +95,9 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	e := &Env{t: t, Redis: redistest.Start(t), dir: t.TempDir()}
 	tenants := filepath.Join(e.dir, "tenants.yaml")
-	os.WriteFile(tenants, []byte(fmt.Sprintf(`tenants:
+	tenantsYAML := opts.Tenants
+	if tenantsYAML == "" {
+		tenantsYAML = fmt.Sprintf(`tenants:
   - id: acme
     plan: pro
     api_keys: [%q]
@@ -107,7 +112,11 @@ func Start(t testing.TB, opts Options) *Env {
   - id: freebie
     plan: free
     api_keys: [%q]
-`, keyA, sha(keyB), keyF)), 0o600)
+`, keyA, sha(keyB), keyF)
+	}
+	if err := os.WriteFile(tenants, []byte(tenantsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e.env = append([]string{
 		"PAGEFLEET_REDIS_URL=" + e.Redis.URL(0),
 		"PAGEFLEET_TENANTS_FILE=" + tenants,

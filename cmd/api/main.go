@@ -20,6 +20,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/metrics"
+	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
@@ -40,6 +41,10 @@ func run() error {
 	}
 	log := cfg.NewLogger("api")
 	tenants, err := tenant.Load(cfg.TenantsFile, cfg.DevAPIKey)
+	if err != nil {
+		return err
+	}
+	proxies, err := proxy.Load(cfg.ProxiesFile, tenants.All())
 	if err != nil {
 		return err
 	}
@@ -69,7 +74,7 @@ func run() error {
 		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
 	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
-		api.Deps{Redis: rc, Tenants: tenants, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg,
+		api.Deps{Redis: rc, Tenants: tenants, Proxies: proxies, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg,
 			// POST /v1/map reads sites with plain HTTP, through the same
 			// egress guard as the workers.
 			Fetcher: fetch.New(fetch.Config{Policy: &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}, Registerer: reg})})

@@ -34,6 +34,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/metrics"
 	"github.com/pagefleet/pagefleet/internal/polite"
+	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/tenant"
@@ -74,17 +75,17 @@ func run() error {
 	reg.MustRegister(metrics.Cached(asynqmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rc)), 5*time.Second))
 
 	policy := &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}
-	proxy := egress.NewProxyWithOptions(policy, egress.ProxyOptions{Logger: log, Registerer: reg})
+	guard := egress.NewProxyWithOptions(policy, egress.ProxyOptions{Logger: log, Registerer: reg})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := proxy.Start(ctx); err != nil {
+	if err := guard.Start(ctx); err != nil {
 		return fmt.Errorf("egress proxy: %w", err)
 	}
 	pool, err := browser.New(browser.Config{
 		ChromePath: cfg.ChromePath, Browsers: cfg.Browsers,
 		ContextsPerBrowser: (cfg.Concurrency + cfg.Browsers - 1) / cfg.Browsers,
 		JobsPerBrowser:     cfg.JobsPerBrowser, AllowPrivate: cfg.AllowPrivate,
-		ProxyURL: proxy.URL(), EgressError: proxy.LastError, Logger: log, Registerer: reg,
+		ProxyURL: guard.URL(), EgressError: guard.LastError, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return err
@@ -101,6 +102,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	proxies, err := proxy.Load(cfg.ProxiesFile, tenants.All())
+	if err != nil {
+		return err
+	}
+	picker := &proxy.Picker{Store: rdb.NewProxies(rc), Metrics: proxy.NewMetrics(reg), Log: log}
+	picker.Attach(proxies)
+	exits := &proxy.Exits{Policy: policy, Logger: log, Registerer: reg}
 	queue := asynq.NewClientFromRedisClient(rc)
 	defer queue.Close()
 	deliverer := webhook.NewDeliverer(webhook.Config{Policy: policy, Schedule: cfg.WebhookSchedule, Tenants: tenants, Log: rdb.NewDeliveries(rc, cfg.ResultTTL), Logger: log, Registerer: reg})
@@ -133,6 +141,13 @@ func run() error {
 			CrawlDelay: bulk.CrawlDelay,
 		},
 		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
+		Proxies: &worker.Proxies{Dir: proxies, Picker: picker, Exits: exits,
+			BlockRules: func(id string) []spec.BlockRule {
+				if t := tenants.Get(id); t != nil {
+					return t.BlockRules
+				}
+				return nil
+			}},
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -225,7 +240,9 @@ func run() error {
 	if err := pool.Stop(sctx); err != nil {
 		log.Warn("chrome pool stop", "err", err)
 	}
-	_ = proxy.Stop(sctx)
+	_ = guard.Stop(sctx)
+	_ = exits.Stop(sctx)
+	picker.Wait()
 	_ = hsrv.Shutdown(sctx)
 	log.Info("stopped")
 	return nil

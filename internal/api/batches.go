@@ -78,6 +78,9 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 	if err := s.checkIdentity(ctx, t, &tmpl, "template."); err != nil {
 		return nil, nil, err
 	}
+	if err := s.checkProxy(t, &tmpl, "template."); err != nil {
+		return nil, nil, err
+	}
 	tmpl.Normalize(spec.KindFetch)
 	kind.Template(&tmpl)
 	return kind, &tmpl, nil

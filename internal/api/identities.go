@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,6 +47,32 @@ func (s *Server) checkIdentity(ctx context.Context, t *tenant.Tenant, req *spec.
 	return err
 }
 
+// checkProxy refuses a job that names a proxy pool its tenant does not
+// have (422 naming prefix+"proxy.pool").
+func (s *Server) checkProxy(t *tenant.Tenant, req *spec.Request, prefix string) error {
+	if req.Proxy == nil || req.Proxy.None {
+		return nil
+	}
+	if msg := s.unknownPool(t, req.Proxy.Pool); msg != "" {
+		return invalid([]spec.FieldError{{Field: prefix + "proxy.pool", Message: msg}})
+	}
+	return nil
+}
+
+// unknownPool describes why pool is not one of the tenant's pools ("":
+// it is).
+func (s *Server) unknownPool(t *tenant.Tenant, pool string) string {
+	set := s.proxies.For(t.ID)
+	if set.Pool(pool) != nil {
+		return ""
+	}
+	names := set.Names()
+	if len(names) == 0 {
+		return "no proxy pool named " + quoteName(pool) + ": this server has no proxy pools configured"
+	}
+	return "no proxy pool named " + quoteName(pool) + "; pools: " + strings.Join(names, ", ")
+}
+
 func quoteName(n string) string { b, _ := json.Marshal(n); return string(b) }
 
 // identityBody is the body of PUT /v1/identities/{name}: spec.Identity,
@@ -73,6 +100,11 @@ func (s *Server) putIdentity(c echo.Context) error {
 	p := &body.Identity
 	p.Name, p.CreatedAt, p.UpdatedAt = name, time.Time{}, time.Time{}
 	errs := identity.Validate(p)
+	if p.ProxyPool != "" {
+		if msg := s.unknownPool(t, p.ProxyPool); msg != "" {
+			errs = append(errs, spec.FieldError{Field: "proxy_pool", Message: msg})
+		}
+	}
 	if body.Name != nil && *body.Name != name {
 		errs = append(errs, spec.FieldError{Field: "name", Message: "must match the name in the path, " + quoteName(name)})
 	}

@@ -63,6 +63,9 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		if err := s.checkIdentity(ctx, t, &req, ""); err != nil {
 			return err
 		}
+		if err := s.checkProxy(t, &req, ""); err != nil {
+			return err
+		}
 		req.Normalize(kind)
 
 		idem, err := idempotencyKey(c)

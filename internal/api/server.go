@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/crawl"
+	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
@@ -54,6 +55,7 @@ type Server struct {
 	batches   *rdb.Batches
 	sessions  *session.Store
 	idents    *rdb.Identities
+	proxies   *proxy.Directory
 	deliv     *rdb.Deliveries
 	submitter *submit.Service
 	fetcher   crawl.Fetcher
@@ -92,7 +94,9 @@ type Deps struct {
 	Submit   *submit.Service
 	// Fetcher reads the sites POST /v1/map lists (nil: the route answers
 	// 503).
-	Fetcher  crawl.Fetcher
+	Fetcher crawl.Fetcher
+	// Proxies are the upstream proxy pools jobs may name (nil: none).
+	Proxies  *proxy.Directory
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -131,6 +135,7 @@ func New(cfg Config, d Deps) *Server {
 		jobs:      d.Stores.Jobs,
 		batches:   d.Stores.Batches,
 		idents:    d.Stores.Identities,
+		proxies:   d.Proxies,
 		deliv:     d.Stores.Deliveries,
 		queue:     d.Queue,
 		submitter: d.Submit,

@@ -73,7 +73,7 @@ func netError(text string) (code string, retryable bool) {
 // retry may help.
 func egressRetryable(code string) bool {
 	switch code {
-	case spec.CodeConnectionFailed, spec.CodeNavigationTimeout, spec.CodeTimeout:
+	case spec.CodeConnectionFailed, spec.CodeNavigationTimeout, spec.CodeTimeout, spec.CodeProxyFailed:
 		return true
 	}
 	return false

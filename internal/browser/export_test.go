@@ -51,7 +51,7 @@ func (p *Pool) TimeNewTab() (time.Duration, error) {
 	b := p.browsers[0]
 	p.mu.Unlock()
 	start := time.Now()
-	t, err := b.newTab()
+	t, err := b.newTab("")
 	if err != nil {
 		return 0, err
 	}

@@ -488,7 +488,11 @@ func (j *job) navError(err error, rawURL string) error {
 	}
 	var ne *navError
 	if errors.As(err, &ne) {
-		if f := j.p.cfg.EgressError; f != nil {
+		f := j.p.cfg.EgressError
+		if j.req.EgressError != nil {
+			f = j.req.EgressError
+		}
+		if f != nil {
 			if code := f(rawURL); code != "" {
 				return spec.Errorf(code, egressRetryable(code), "the egress proxy refused %s: %s (%s)", rawURL, code, ne.text)
 			}

@@ -254,7 +254,7 @@ func (p *Pool) Render(ctx context.Context, req Request) (*Result, error) {
 	defer p.release(b)
 
 	start := time.Now()
-	t, err := b.takeTab(ctx)
+	t, err := b.takeTab(ctx, req.ProxyServer)
 	if err != nil {
 		return nil, p.tabError(ctx, b, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -260,9 +261,21 @@ func (b *browserProc) warm() int {
 	return len(b.spares)
 }
 
-// newTab creates a fresh browser context and a tab in it.
-func (b *browserProc) newTab() (*tab, error) {
-	tctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+// newTab creates a fresh browser context and a tab in it; proxyServer,
+// when set, is the context's own proxy (every request of its pages goes
+// there, loopback included).
+func (b *browserProc) newTab(proxyServer string) (*tab, error) {
+	opt := chromedp.WithNewBrowserContext()
+	if proxyServer != "" {
+		opt = chromedp.WithNewBrowserContext(func(p *target.CreateBrowserContextParams) {
+			p.ProxyServer = proxyServer
+			// A context's own proxy brings back Chrome's implicit bypass
+			// of loopback: turn it off again, or loopback destinations
+			// would skip the guard.
+			p.ProxyBypassList = "<-loopback>"
+		})
+	}
+	tctx, cancel := chromedp.NewContext(b.ctx, opt)
 	// The first run binds the tab's life to tctx, which has no deadline: a
 	// job's deadline lives on the contexts derived for its calls.
 	if err := chromedp.Do(tctx); err != nil {
@@ -334,7 +347,7 @@ func (b *browserProc) startSpares() {
 				continue
 			}
 			triggered = false
-			t, err := b.newTab()
+			t, err := b.newTab("")
 			if err == nil {
 				b.spares <- t // only this goroutine adds: there is room
 			}
@@ -368,8 +381,8 @@ func (b *browserProc) jobEnded() {
 // takeTab returns a warm tab, or waits for the one being made when no other
 // job waits for it (it started earlier, so it is ready sooner than a new
 // one), or creates one; all while honouring ctx.
-func (b *browserProc) takeTab(ctx context.Context) (*tab, error) {
-	for {
+func (b *browserProc) takeTab(ctx context.Context, proxyServer string) (*tab, error) {
+	for proxyServer == "" {
 		select {
 		case t := <-b.spares:
 			if t.usable() {
@@ -414,7 +427,7 @@ func (b *browserProc) takeTab(ctx context.Context) (*tab, error) {
 	}
 	ch := make(chan made, 1)
 	go func() {
-		t, err := b.newTab()
+		t, err := b.newTab(proxyServer)
 		ch <- made{t, err}
 	}()
 	select {

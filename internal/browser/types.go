@@ -42,6 +42,13 @@ type Request struct {
 	// it (the hosts that need blocking by type): what one tenant's jobs
 	// teach applies to that tenant's jobs only.
 	Tenant string
+	// ProxyServer, when set, is the proxy of the job's browser context
+	// (an exit of package proxy: a local guard listener chained to an
+	// upstream proxy); the job then takes a new context, not a warm one.
+	ProxyServer string
+	// EgressError, when set, replaces Config.EgressError for the job (the
+	// guard listener at ProxyServer knows the job's egress errors).
+	EgressError func(rawURL string) string
 	// Log is the job's logger (its lines carry the job and tenant); nil:
 	// the pool's.
 	Log *slog.Logger

@@ -17,10 +17,12 @@ import (
 
 // Config holds every setting of the API and worker binaries.
 type Config struct {
-	RedisURL        string
-	APIAddr         string
-	WorkerAddr      string
-	TenantsFile     string
+	RedisURL    string
+	APIAddr     string
+	WorkerAddr  string
+	TenantsFile string
+	// ProxiesFile holds upstream proxy pools for every tenant.
+	ProxiesFile     string
 	DevAPIKey       string
 	AllowPrivate    bool
 	AllowCIDRs      []netip.Prefix
@@ -88,6 +90,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		APIAddr:     get("PAGEFLEET_API_ADDR", ":8080"),
 		WorkerAddr:  get("PAGEFLEET_WORKER_ADDR", ":9090"),
 		TenantsFile: get("PAGEFLEET_TENANTS_FILE", ""),
+		ProxiesFile: get("PAGEFLEET_PROXIES_FILE", ""),
 		DevAPIKey:   get("PAGEFLEET_DEV_API_KEY", ""),
 		ChromePath:  get("PAGEFLEET_CHROME_PATH", ""),
 		AdminToken:  get("PAGEFLEET_ADMIN_TOKEN", ""),

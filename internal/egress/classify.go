@@ -14,7 +14,8 @@ import (
 )
 
 // Classify maps a dial or HTTP error to a spec error: blocked_address,
-// dns_failure, connection_refused, navigation_timeout (every timeout,
+// proxy_failed (an upstream proxy's own failure), dns_failure,
+// connection_refused, navigation_timeout (every timeout,
 // including an expired context), cancelled, tls_failure or, for anything
 // else, connection_failed. An *spec.Error passes through; nil gives nil.
 func Classify(err error) *spec.Error {
@@ -26,6 +27,10 @@ func Classify(err error) *spec.Error {
 		return se
 	}
 	msg := err.Error()
+	var pe *ProxyError
+	if errors.As(err, &pe) {
+		return &spec.Error{Code: spec.CodeProxyFailed, Message: pe.Error(), Retryable: true}
+	}
 	var be *BlockedError
 	if errors.As(err, &be) {
 		return &spec.Error{Code: spec.CodeBlockedAddress, Message: be.Error(), Retryable: false}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -95,32 +94,9 @@ func filterFamily(network string, addrs []netip.Addr) []netip.Addr {
 // connects. The dialer's control hook checks the address once more right
 // before connect. Only TCP networks are allowed.
 func (p *Policy) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var family string
-	switch network {
-	case "tcp":
-		family = "ip"
-	case "tcp4":
-		family = "ip4"
-	case "tcp6":
-		family = "ip6"
-	default:
-		return nil, &net.OpError{Op: "dial", Net: network, Err: &BlockedError{Host: addr, Reason: "network " + network + " not allowed"}}
-	}
-	host, portStr, err := net.SplitHostPort(addr)
+	addrs, port, err := p.check(ctx, network, addr)
 	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: &BlockedError{Host: host, Reason: "invalid port " + strconv.Quote(portStr)}}
-	}
-	if err := p.checkPort(port); err != nil {
-		err.(*BlockedError).Host = host
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
-	addrs, err := p.Resolve(ctx, family, host)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		return nil, err
 	}
 	d := net.Dialer{
 		KeepAlive: tcpKeepAlive,

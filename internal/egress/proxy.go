@@ -54,6 +54,16 @@ type ProxyOptions struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a client request's header (default 256 KiB).
 	MaxHeaderBytes int
+	// Upstream, when set, chains every connection and request to this
+	// upstream proxy, each destination checked by the policy before the
+	// upstream hears of it.
+	Upstream *Upstream
+}
+
+// roundTripper is a transport the proxy forwards plain requests with.
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
 }
 
 // Proxy is an HTTP forward proxy, listening on loopback, that dials every
@@ -70,7 +80,7 @@ type Proxy struct {
 	opts      ProxyOptions
 	log       *slog.Logger
 	blocked   prometheus.Counter
-	transport *http.Transport
+	transport roundTripper
 	rp        *httputil.ReverseProxy
 
 	mu      sync.Mutex
@@ -120,16 +130,27 @@ func NewProxyWithOptions(p *Policy, o ProxyOptions) *Proxy {
 		conns:   map[net.Conn]struct{}{},
 		errs:    map[string]lastErr{},
 	}
-	x.transport = p.Transport()
-	x.transport.DialContext = x.dial
-	x.transport.DisableCompression = true // pass encodings through untouched
-	x.transport.ResponseHeaderTimeout = 0
+	if o.Upstream != nil {
+		x.transport = p.UpstreamTransport(o.Upstream)
+	} else {
+		tr := p.Transport()
+		tr.DialContext = x.dial
+		tr.DisableCompression = true // pass encodings through untouched
+		tr.ResponseHeaderTimeout = 0
+		x.transport = tr
+	}
 	x.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Out already carries the absolute URL and the client's Host.
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:    x.transport,
+		Transport: x.transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.Request != nil && resp.Header.Get(ErrorHeader) == "" {
+				x.clear(hostPortOf(resp.Request.URL))
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { x.fail(w, r, hostPortOf(r.URL), err) },
 		ErrorLog:     slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 	}
@@ -268,9 +289,16 @@ func (x *Proxy) clear(key string) {
 	x.errMu.Unlock()
 }
 
-// dial dials through the policy and clears a recorded error on success.
+// dial dials through the policy (and the upstream, when there is one) and
+// clears a recorded error on success.
 func (x *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := x.policy.DialContext(ctx, network, addr)
+	var c net.Conn
+	var err error
+	if up := x.opts.Upstream; up != nil {
+		c, err = x.policy.DialVia(ctx, up, network, addr)
+	} else {
+		c, err = x.policy.DialContext(ctx, network, addr)
+	}
 	if err == nil {
 		if h, p, serr := net.SplitHostPort(addr); serr == nil {
 			x.clear(canonicalHostPort(h, p))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,7 @@ type Client struct {
 	cfg       Config
 	transport *http.Transport
 	blocked   prometheus.Counter
+	vias      sync.Map // *egress.Upstream → *egress.UpstreamTransport
 }
 
 // New returns a Client for cfg.
@@ -77,7 +79,25 @@ func New(cfg Config) *Client {
 }
 
 // CloseIdleConnections closes the transport's idle connections.
-func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	c.transport.CloseIdleConnections()
+	c.vias.Range(func(_, v any) bool {
+		v.(*egress.UpstreamTransport).CloseIdleConnections()
+		return true
+	})
+}
+
+// transportFor is the transport of a fetch through via (nil: directly).
+func (c *Client) transportFor(via *egress.Upstream) http.RoundTripper {
+	if via == nil {
+		return c.transport
+	}
+	if t, ok := c.vias.Load(via); ok {
+		return t.(*egress.UpstreamTransport)
+	}
+	t, _ := c.vias.LoadOrStore(via, c.cfg.Policy.UpstreamTransport(via))
+	return t.(*egress.UpstreamTransport)
+}
 
 // Request is one fetch.
 type Request struct {
@@ -93,6 +113,10 @@ type Request struct {
 	// Timeout bounds the whole fetch, redirects and body included
 	// (default 30 s).
 	Timeout time.Duration
+	// Via sends every hop through this upstream proxy (nil: directly);
+	// the policy checks each hop's destination before the proxy hears of
+	// it.
+	Via *egress.Upstream
 }
 
 // Response is the outcome of a fetch.
@@ -211,6 +235,7 @@ func (c *Client) get(ctx, fctx context.Context, timeout time.Duration, req Reque
 	}
 	jar := newJar(req.Cookies)
 	firstHost := canonicalHost(start)
+	rt := c.transportFor(req.Via)
 	cur := start
 	for hop := 0; ; hop++ {
 		hreq, err := http.NewRequestWithContext(fctx, http.MethodGet, cur.String(), nil)
@@ -218,7 +243,7 @@ func (c *Client) get(ctx, fctx context.Context, timeout time.Duration, req Reque
 			return nil, nil, nil, spec.Errorf(spec.CodeNavigationFailed, false, "build request for %s: %v", cur, err)
 		}
 		c.setHeaders(hreq, req.Headers, jar, cur, firstHost)
-		resp, err := c.transport.RoundTrip(hreq)
+		resp, err := rt.RoundTrip(hreq)
 		if err != nil {
 			return nil, nil, nil, c.fail(ctx, fctx, timeout, cur, err)
 		}

@@ -97,6 +97,9 @@ func Validate(p *Profile) []spec.FieldError {
 	if !spec.ValidName(p.Name) {
 		add("name", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
 	}
+	if p.ProxyPool != "" && !spec.ValidName(p.ProxyPool) {
+		add("proxy_pool", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
+	}
 	if len(p.UserAgent) > MaxUserAgent {
 		add("user_agent", fmt.Sprintf("must be at most %d characters", MaxUserAgent))
 	} else if !printable(p.UserAgent) || p.UserAgent != strings.TrimSpace(p.UserAgent) {

@@ -8,8 +8,9 @@
 // limit, notifications), batches.go, expand.go, crawl.go and bulkslots.go
 // (batches), sessions.go and sessions_scripts.go (the session line, lease,
 // fence and state), identities.go, deliveries.go, idempotency.go and
-// migrate.go, workers.go (liveness and claims). Stores bundles them for a
-// binary.
+// migrate.go, workers.go (liveness and claims), hosts.go (the per-host
+// politeness gate), proxies.go (upstream proxy health and rotation).
+// Stores bundles them for a binary.
 //
 // # Keys
 //
@@ -56,6 +57,16 @@
 //	{pf}:workers                          zset    worker ids by last heartbeat (ms)          never
 //	{pf}:sweep:<task id>                  string  reruns of an archived batch expansion       48 h
 //	{pf}:migrated:prefix                  string  the pf:* → {pf}:* rename ran               never
+//	{pf}:h:<tenant>|<host>:run            zset    running jobs on a host by lease end (ms)   1 h idle
+//	{pf}:h:<tenant>|<host>:wait           zset    waiting tasks by first arrival (ms)        1 h idle
+//	{pf}:h:<tenant>|<host>:seen           hash    waiting task → last ask (ms)               1 h idle
+//	{pf}:h:<tenant>|<host>:st             hash    next start, pause, back-off level          1 h idle
+//	                                              (tenant "" : the whole fleet's)
+//	{pf}:px:<proxy key>                   hash    an upstream proxy's health: fails, window, 5 min + 1 h
+//	                                              aside (until), streak, trial (until)
+//	{pf}:px:<proxy key>:host:<host>       string  the host blocked the proxy lately          10 min
+//	{pf}:pxr:<tenant>|<pool>:rr           string  a pool's round-robin counter               1 day
+//	{pf}:pxr:<tenant>|<pool>:used         hash    place → jobs sent (least_used)             1 h idle
 //
 // Channels: {pf}:events (a job ended: its key), {pf}:cancel (a running job
 // was cancelled: its id).
@@ -97,6 +108,15 @@
 //	touchScript         sessions_scripts.go restart the expiry under the fence
 //	deleteScript        sessions_scripts.go delete a session, move the fence on
 //	unindexScript       sessions_scripts.go drop stale session index entries
+//	setProxyScript      sessions_scripts.go record a session's proxy and its moves, under the fence
+//	acquireHostScript   hosts.go            take a place on a host, or a place in its wait line
+//	renewHostScript     hosts.go            renew a place on a host
+//	releaseHostScript   hosts.go            give a place back, name the first waiter
+//	pauseHostScript     hosts.go            pause a host, one back-off step more
+//	goodHostScript      hosts.go            one back-off step back
+//	pickScript          proxies.go          pick a pool's proxy: rotation, set-aside, host blocks, trials
+//	failScript          proxies.go          count a proxy failure; set it aside
+//	okScript            proxies.go          a proxy carried a try: a test passed
 //	putIdentityScript   identities.go       create or replace a profile under the limit
 //	reapWorkerScript    workers.go          take a dead worker's claims, exactly once
 //	leaveScript         workers.go          forget a worker that stops

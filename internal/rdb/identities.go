@@ -64,6 +64,7 @@ type storedIdentity struct {
 	AcceptLanguage string            `json:"accept_language,omitempty"`
 	Viewport       *spec.Viewport    `json:"viewport,omitempty"`
 	Headers        map[string]string `json:"headers,omitempty"`
+	ProxyPool      string            `json:"proxy_pool,omitempty"`
 }
 
 // putIdentityScript creates or replaces a profile, keeping its created_at, and
@@ -88,7 +89,7 @@ func (s *Identities) Put(ctx context.Context, tenant string, p *spec.Identity) (
 		return false, fmt.Errorf("put identity: invalid name %q", p.Name)
 	}
 	doc, err := json.Marshal(storedIdentity{UserAgent: p.UserAgent, Locale: p.Locale, Timezone: p.Timezone,
-		AcceptLanguage: p.AcceptLanguage, Viewport: p.Viewport, Headers: p.Headers})
+		AcceptLanguage: p.AcceptLanguage, Viewport: p.Viewport, Headers: p.Headers, ProxyPool: p.ProxyPool})
 	if err != nil {
 		return false, fmt.Errorf("put identity %q: %w", p.Name, err)
 	}
@@ -139,7 +140,7 @@ func decodeIdentity(name string, vals []any) (*spec.Identity, error) {
 		return nil, fmt.Errorf("decodeIdentity identity %q: %w", name, err)
 	}
 	p := &spec.Identity{Name: name, UserAgent: st.UserAgent, Locale: st.Locale, Timezone: st.Timezone,
-		AcceptLanguage: st.AcceptLanguage, Viewport: st.Viewport, Headers: st.Headers}
+		AcceptLanguage: st.AcceptLanguage, Viewport: st.Viewport, Headers: st.Headers, ProxyPool: st.ProxyPool}
 	if p.Headers == nil {
 		p.Headers = map[string]string{}
 	}

@@ -304,3 +304,12 @@ func (s *Sessions) Metas(ctx context.Context, tenant string, sids []string) ([]m
 func (s *Sessions) Unindex(ctx context.Context, tenant string, pairs []any) error {
 	return unindexScript.Run(ctx, s.rdb, []string{sessionIndexKey(tenant)}, pairs...).Err()
 }
+
+// SetProxy records, under fence, the proxy ("pool/id") the session's jobs
+// leave through, and move (a JSON object, "" for none) when the session
+// moved to it: WriteOK, WriteNone (no session stored) or WriteStale. The
+// meta fields are proxy and proxy_moves (a JSON array, the last 10).
+func (s *Sessions) SetProxy(ctx context.Context, tenant, sid string, fence int64, proxy, move string) (int64, error) {
+	k := sessionKeys(tenant, sid)
+	return setProxyScript.Run(ctx, s.rdb, []string{k.Meta, k.Fence}, strconv.FormatInt(fence, 10), proxy, move).Int64()
+}

@@ -217,3 +217,25 @@ for i = 1, #ARGV, 2 do
 end
 return 0
 `)
+
+// setProxyScript records, under the fence, the proxy a stored session's
+// jobs leave through and, when it moved, the move (the last 10 kept).
+//
+// KEYS: meta, fence
+// ARGV: 1 fence, 2 proxy ("pool/id"), 3 move (JSON object or "")
+//
+// Returns 1 when written, 0 when no session is stored, -1 for a stale fence.
+var setProxyScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'proxy', ARGV[2])
+if ARGV[3] ~= '' then
+  local moves = {}
+  local cur = redis.call('HGET', KEYS[1], 'proxy_moves')
+  if cur then moves = cjson.decode(cur) end
+  table.insert(moves, cjson.decode(ARGV[3]))
+  while #moves > 10 do table.remove(moves, 1) end
+  redis.call('HSET', KEYS[1], 'proxy_moves', cjson.encode(moves))
+end
+return 1
+`)

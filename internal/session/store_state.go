@@ -162,7 +162,31 @@ func parseMeta(sid string, h map[string]string) (*Meta, bool) {
 			m.Origins = []string{}
 		}
 	}
+	if pool, id, ok := strings.Cut(h["proxy"], "/"); ok {
+		m.Proxy = &spec.ProxyRef{Pool: pool, ID: id}
+	}
+	if mv := h["proxy_moves"]; mv != "" {
+		_ = json.Unmarshal([]byte(mv), &m.ProxyMoves)
+	}
 	return m, true
+}
+
+// SetProxy records under l the proxy the session's jobs leave through,
+// and move when the session moved to it. A session never saved records
+// nothing; a stale lease gets ErrStaleFence.
+func (s *Store) SetProxy(ctx context.Context, l *Lease, ref spec.ProxyRef, move *spec.ProxyMove) error {
+	var mv []byte
+	if move != nil {
+		mv, _ = json.Marshal(move)
+	}
+	n, err := s.r.SetProxy(ctx, l.Tenant, l.SID, l.Fence, ref.Pool+"/"+ref.ID, string(mv))
+	if err != nil {
+		return fmt.Errorf("session %q proxy: %w", l.SID, err)
+	}
+	if n == rdb.WriteStale {
+		return fmt.Errorf("session %q proxy (fence %d): %w", l.SID, l.Fence, ErrStaleFence)
+	}
+	return nil
 }
 
 // Delete removes the session's state and meta. It first waits, at most wait

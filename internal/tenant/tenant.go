@@ -49,8 +49,49 @@ type Tenant struct {
 	// Politeness is how the tenant's jobs treat each host, unless a job
 	// says otherwise (zero fields: the operator's settings).
 	Politeness spec.Politeness `yaml:"politeness"`
+	// Proxies are the tenant's upstream proxy pools (beside those of
+	// PAGEFLEET_PROXIES_FILE, which it may override by name).
+	Proxies *Proxies `yaml:"proxies"`
+	// BlockRules mark responses as blocked, beside the built-in rules.
+	BlockRules []spec.BlockRule `yaml:"block_rules"`
 
 	keyHashes [][]byte
+}
+
+// Proxies is a "proxies:" block of the tenants file or of
+// PAGEFLEET_PROXIES_FILE.
+type Proxies struct {
+	// DefaultPool is the pool of jobs that name none ("": directly).
+	DefaultPool string `yaml:"default_pool"`
+	// Rotation is round_robin (default), random or least_used.
+	Rotation string `yaml:"rotation"`
+	// Pools maps a pool name to its proxy URLs.
+	Pools map[string][]string `yaml:"pools"`
+}
+
+// Rotations a proxies block may name.
+var Rotations = []string{"round_robin", "random", "least_used"}
+
+// Validate checks the block's shape (the URLs are parsed where they are
+// used, by the proxy package); where names it in errors.
+func (p *Proxies) Validate(where string) error {
+	if p == nil {
+		return nil
+	}
+	switch p.Rotation {
+	case "", "round_robin", "random", "least_used":
+	default:
+		return fmt.Errorf("%s: proxies.rotation %q is not round_robin, random or least_used", where, p.Rotation)
+	}
+	for name, urls := range p.Pools {
+		if !spec.ValidName(name) {
+			return fmt.Errorf("%s: proxies.pools: %q is not a valid pool name (1-64 characters of A-Z a-z 0-9 . _ -)", where, name)
+		}
+		if len(urls) == 0 {
+			return fmt.Errorf("%s: proxies.pools.%s is empty", where, name)
+		}
+	}
+	return nil
 }
 
 // Registry maps API keys to tenants.
@@ -127,6 +168,14 @@ func New(ts []*Tenant) (*Registry, error) {
 		if errs := t.Politeness.Validate("politeness"); len(errs) > 0 {
 			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: %s", t.ID, errs[0].Error())
 		}
+		if err := t.Proxies.Validate(fmt.Sprintf("PAGEFLEET_TENANTS_FILE: tenant %q", t.ID)); err != nil {
+			return nil, err
+		}
+		for i := range t.BlockRules {
+			if errs := t.BlockRules[i].Validate(fmt.Sprintf("block_rules[%d]", i)); len(errs) > 0 {
+				return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: %s", t.ID, errs[0].Error())
+			}
+		}
 		if t.WebhookSecret != "" && !strings.HasPrefix(t.WebhookSecret, "whsec_") {
 			return nil, fmt.Errorf("PAGEFLEET_TENANTS_FILE: tenant %q: webhook_secret must start with whsec_", t.ID)
 		}
@@ -186,6 +235,9 @@ func (r *Registry) Authenticate(key string) *Tenant {
 
 // Get returns the tenant with id, or nil.
 func (r *Registry) Get(id string) *Tenant { return r.byID[id] }
+
+// All returns the tenants.
+func (r *Registry) All() []*Tenant { return r.tenants }
 
 // Len is the number of tenants.
 func (r *Registry) Len() int { return len(r.tenants) }

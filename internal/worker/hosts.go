@@ -142,6 +142,9 @@ func (tn *turn) hostAnswered(res *spec.Result) {
 	if h == nil || res == nil || res.StatusCode == 0 || !h.settings.Adaptive {
 		return
 	}
+	if res.Blocked != nil && res.Proxy != nil {
+		return // the host blocked one exit: the next try takes another
+	}
 	w, p := tn.w, tn.p
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(tn.ctx), 5*time.Second)
 	defer cancel()

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/convert"
+	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/identity"
+	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -24,7 +27,10 @@ type runOutcome struct {
 	saved   bool
 }
 
-// run executes the job and derives its outputs.
+// run executes the job and derives its outputs. It tries the job once
+// directly, or through a proxy of its pool; a proxy that fails is replaced
+// at once by another of the pool, and a blocked answer is tried again
+// through another proxy up to retry_on_block times.
 func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger) runOutcome {
 	req := &p.Request
 	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
@@ -33,73 +39,105 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		return runOutcome{err: ierr}
 	}
 	var prev *spec.State
+	var meta *session.Meta
 	if lease != nil {
-		st, _, err := w.Sessions.Load(ctx, p.Tenant, lease.SID)
+		st, m, err := w.Sessions.Load(ctx, p.Tenant, lease.SID)
 		switch {
 		case errors.Is(err, session.ErrNotFound):
 		case err != nil:
 			return runOutcome{err: spec.Errorf(spec.CodeInternal, true, "load session: %v", err)}
 		default:
-			prev = st
+			prev, meta = st, m
 		}
+	}
+	rt, rerr := w.routeOf(p.Tenant, req, ident, meta)
+	if rerr != nil {
+		w.touchSession(ctx, lease)
+		return runOutcome{err: rerr}
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res := &spec.Result{URL: req.URL}
-	var html string
-	var next *spec.State
-	var jerr *spec.Error
-	if req.Rendered(p.Kind) {
-		shot := req.Wants(spec.OutScreenshot)
-		br, err := w.Browser.Render(runCtx, browser.Request{
-			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
-			State: prev, CaptureState: lease != nil, Identity: browserIdentity(ident),
-			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
-		})
-		if err != nil {
-			jerr = asJobError(err, runCtx)
+	var t tryOutcome
+	var log2 []spec.Try
+	var up *egress.Upstream
+	blockRetries := req.RetryOnBlock
+	for {
+		var ok bool
+		up, ok = rt.next(runCtx, log)
+		if !ok {
+			break // every proxy of the pool was tried: t is the last try's
 		}
-		if br != nil {
-			res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
-			html = br.HTML
-			if shot {
-				res.Screenshot = br.Screenshot
+		t = w.try(runCtx, p, prev, lease != nil, ident, up, log)
+		entry := spec.Try{}
+		if up != nil {
+			entry.ProxyID = up.ID
+		}
+		if t.err != nil && t.res == nil {
+			entry.ErrorCode = t.err.Code
+			log2 = append(log2, entry)
+			if up != nil && t.err.Code == spec.CodeProxyFailed && runCtx.Err() == nil {
+				log.Warn("proxy failed; trying another of the pool", "pool", up.Pool, "proxy", up.ID, "err", t.err.Message)
+				rt.left(up, spec.CodeProxyFailed, lease != nil)
+				if rt.untried() {
+					continue
+				}
 			}
-			for _, a := range br.Actions {
-				res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
-					DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
+			break
+		}
+		entry.StatusCode = t.res.StatusCode
+		t.blocked = proxy.Detect(t.res.StatusCode, t.res.Headers, t.html, w.blockRules(p.Tenant))
+		entry.BlockReason = t.blocked
+		log2 = append(log2, entry)
+		if up != nil {
+			w.Proxies.Picker.Worked(context.WithoutCancel(ctx), up)
+		}
+		if t.blocked == "" {
+			break
+		}
+		if up != nil {
+			w.Proxies.Picker.Blocked(context.WithoutCancel(ctx), up, rt.host)
+			rt.left(up, "blocked", lease != nil)
+		}
+		log.Info("blocked", "reason", t.blocked, "proxy", entry.ProxyID, "status_code", t.res.StatusCode, "retries_left", blockRetries)
+		if blockRetries == 0 || rt.pool == nil || !rt.untried() || runCtx.Err() != nil {
+			break
+		}
+		blockRetries--
+	}
+
+	res, jerr := t.res, t.err
+	if res == nil {
+		w.touchSession(ctx, lease) // a failed job used the session too
+		if jerr == nil {
+			jerr = spec.Errorf(spec.CodeInternal, true, "no try ran")
+		}
+		return runOutcome{err: jerr}
+	}
+	if up != nil {
+		res.Proxy = &spec.ProxyRef{Pool: up.Pool, ID: up.ID}
+	}
+	if up != nil || len(log2) > 1 {
+		res.AttemptsLog = log2
+	}
+	if t.blocked != "" {
+		res.Blocked = &spec.Blocked{Reason: t.blocked}
+		if jerr == nil {
+			tries := "once"
+			if n := len(log2); n > 1 {
+				tries = fmt.Sprintf("on each of %d tries", n)
 			}
-			next = br.State
-		}
-		if jerr != nil && br == nil {
-			w.touchSession(ctx, lease) // a failed job used the session too
-			return runOutcome{err: jerr}
-		}
-	} else {
-		freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident)}
-		if prev != nil {
-			freq.Cookies = prev.Cookies
-		}
-		fr, err := w.Fetcher.Do(runCtx, freq)
-		if err != nil {
-			w.touchSession(ctx, lease) // a failed job used the session too
-			return runOutcome{err: asJobError(err, runCtx)}
-		}
-		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
-		html = fr.Body
-		if lease != nil {
-			next = spec.CloneState(prev)
-			next.Cookies = fr.Cookies
+			jerr = spec.Errorf(spec.CodeBlocked, false, "the site blocked the request %s (%s)", tries, t.blocked)
 		}
 	}
 
-	if err := w.outputs(runCtx, req, res, html, p.Crawl); err != nil && jerr == nil {
+	if err := w.outputs(runCtx, req, res, t.html, p.Crawl); err != nil && jerr == nil {
 		jerr = err
 	}
 
 	out := runOutcome{result: res, err: jerr}
+	next := t.next
 	if lease != nil && next != nil && (jerr == nil || jerr.Code == spec.CodeActionFailed) {
 		changed, err := w.Sessions.Save(context.WithoutCancel(ctx), lease, next)
 		switch {
@@ -120,7 +158,97 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 	} else {
 		w.touchSession(ctx, lease)
 	}
+	w.recordSessionProxy(ctx, lease, rt, up, meta)
 	return out
+}
+
+// tryOutcome is one try of a job.
+type tryOutcome struct {
+	res     *spec.Result // nil when the try got no response
+	html    string
+	next    *spec.State // the session's state after the try
+	err     *spec.Error
+	blocked string
+}
+
+// try runs the job once, directly (up nil) or through up.
+func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger) tryOutcome {
+	req := &p.Request
+	res := &spec.Result{URL: req.URL}
+	if req.Rendered(p.Kind) {
+		shot := req.Wants(spec.OutScreenshot)
+		breq := browser.Request{
+			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
+			State: prev, CaptureState: inSession, Identity: browserIdentity(ident),
+			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
+		}
+		if up != nil {
+			var xerr *spec.Error
+			breq.ProxyServer, breq.EgressError, xerr = w.exitFor(ctx, up)
+			if xerr != nil {
+				return tryOutcome{err: xerr}
+			}
+		}
+		br, err := w.Browser.Render(ctx, breq)
+		var jerr *spec.Error
+		if err != nil {
+			jerr = asJobError(err, ctx)
+		}
+		if br == nil {
+			return tryOutcome{err: jerr}
+		}
+		res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
+		if shot {
+			res.Screenshot = br.Screenshot
+		}
+		for _, a := range br.Actions {
+			res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
+				DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
+		}
+		return tryOutcome{res: res, html: br.HTML, next: br.State, err: jerr}
+	}
+	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
+	freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident), Via: up}
+	if prev != nil {
+		freq.Cookies = prev.Cookies
+	}
+	fr, err := w.Fetcher.Do(ctx, freq)
+	if err != nil {
+		return tryOutcome{err: asJobError(err, ctx)}
+	}
+	res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
+	t := tryOutcome{res: res, html: fr.Body}
+	if inSession {
+		t.next = spec.CloneState(prev)
+		t.next.Cookies = fr.Cookies
+	}
+	return t
+}
+
+// recordSessionProxy records the proxy the session's last try left
+// through, and its move when it moved.
+func (w *Worker) recordSessionProxy(ctx context.Context, lease *session.Lease, rt *route, up *egress.Upstream, meta *session.Meta) {
+	if lease == nil || rt == nil || up == nil {
+		return
+	}
+	ref := spec.ProxyRef{Pool: up.Pool, ID: up.ID}
+	move := rt.move
+	if move != nil {
+		move.To = up.ID
+		if move.From == move.To {
+			move = nil
+		}
+	}
+	if move == nil && meta != nil && meta.Proxy != nil && *meta.Proxy == ref {
+		return // it stayed
+	}
+	if err := w.Sessions.SetProxy(context.WithoutCancel(ctx), lease, ref, move); err != nil {
+		w.Logger.Warn("record the session's proxy", "tenant", lease.Tenant, "session", lease.SID, "err", err)
+	}
+	if move != nil {
+		w.Logger.Info("session moved to another proxy", "tenant", lease.Tenant, "session", lease.SID,
+			"from", move.From, "to", move.To, "reason", move.Reason)
+	}
 }
 
 // touchSession restarts the expiry clock of the session of lease (if any)

@@ -65,6 +65,9 @@ type Deps struct {
 	// Politeness holds jobs to their host's limits (nil: none; see
 	// hosts.go).
 	Politeness *Politeness
+	// Proxies are the upstream proxies and block rules (nil: every job
+	// goes directly; built-in block rules only).
+	Proxies *Proxies
 	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
 	// over it are handed back with ErrTenantBusy (see limits.go).
 	RunningLimit func(tenantID string) int

@@ -20,9 +20,12 @@ type Identity struct {
 	// Viewport is the window size in CSS pixels (nil: the browser's).
 	Viewport *Viewport `json:"viewport"`
 	// Headers are extra request headers sent with every request.
-	Headers   map[string]string `json:"headers,omitzero"`
-	CreatedAt time.Time         `json:"created_at,omitzero"`
-	UpdatedAt time.Time         `json:"updated_at,omitzero"`
+	Headers map[string]string `json:"headers,omitzero"`
+	// ProxyPool sends the identity's jobs through this pool of the
+	// tenant's proxies unless a job names its own "proxy".
+	ProxyPool string    `json:"proxy_pool,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // Viewport is a window size in CSS pixels.

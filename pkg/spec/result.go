@@ -64,7 +64,14 @@ type Result struct {
 	JSON       json.RawMessage `json:"json,omitempty"`
 	Usage      json.RawMessage `json:"usage,omitempty"`
 	Actions    []ActionResult  `json:"actions,omitempty"`
-	Timings    Timings         `json:"timings"`
+	// Proxy is the upstream proxy of the job's last try (nil: direct).
+	Proxy *ProxyRef `json:"proxy,omitempty"`
+	// Blocked is set when the last try's response matched a block rule.
+	Blocked *Blocked `json:"blocked,omitempty"`
+	// AttemptsLog lists the job's tries, in order, when it went through
+	// a proxy or was tried more than once.
+	AttemptsLog []Try   `json:"attempts_log,omitempty"`
+	Timings     Timings `json:"timings"`
 }
 
 // ActionResult is one entry of result.actions.

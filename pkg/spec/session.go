@@ -16,6 +16,12 @@ type Session struct {
 	Origins []string `json:"origins"`
 	// Bytes is the encoded (stored) size of the state.
 	Bytes int `json:"bytes"`
+	// Proxy is the upstream proxy the session's jobs leave through (nil:
+	// none yet, or direct).
+	Proxy *ProxyRef `json:"proxy,omitempty"`
+	// ProxyMoves are the session's last moves from one proxy to another
+	// (oldest first, at most 10).
+	ProxyMoves []ProxyMove `json:"proxy_moves,omitempty"`
 	// State is the session's browser state in Playwright's storageState
 	// shape, only with ?include=state.
 	State *State `json:"state,omitempty"`

@@ -54,6 +54,13 @@ type Request struct {
 	// Politeness bounds how hard the job's tenant presses the job's host
 	// (nil: the tenant's settings, then the operator's).
 	Politeness *Politeness `json:"politeness,omitempty"`
+	// Proxy sends the job through a pool of the tenant's upstream proxies,
+	// or directly ("none"); nil: the identity's pool, then the tenant's
+	// default pool, then directly.
+	Proxy *ProxyChoice `json:"proxy,omitempty"`
+	// RetryOnBlock is how many more times a blocked job is tried at once,
+	// each time through another proxy of its pool (0-5).
+	RetryOnBlock int `json:"retry_on_block,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -292,6 +299,9 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	if r.Politeness != nil {
 		errs = append(errs, r.Politeness.Validate(prefix+"politeness")...)
 	}
+	if r.RetryOnBlock < 0 || r.RetryOnBlock > MaxRetryOnBlock {
+		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
+	}
 	return errs
 }
 
@@ -510,6 +520,12 @@ const (
 	CodeCancelled         = "cancelled"
 	CodeExtractionFailed  = "extraction_failed"
 	CodeInternal          = "internal_error"
+	// CodeBlocked ends a job whose response matched a block rule on every
+	// try (result.blocked says which).
+	CodeBlocked = "blocked"
+	// CodeProxyFailed: no proxy of the job's pool could be reached or took
+	// the credentials.
+	CodeProxyFailed = "proxy_failed"
 	// CodeRetriesExhausted ends a job whose last attempt left no outcome
 	// (its worker died during it, or it could not reach Redis).
 	CodeRetriesExhausted = "retries_exhausted"
