@@ -345,7 +345,7 @@ if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[8]) end
 if ARGV[9] ~= '' and ARGV[9] ~= ARGV[7] then redis.call('HSET', KEYS[1], 'task', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', ARGV[11], 'job:' .. ARGV[7], ARGV[10]) end
 if b then batch_move(KEYS[1], st, 'running') end
-return 'ok'
+return 'ok:' .. n
 `)
 
 // errBatchCancelled is the error of a batch job cancelled before it ran.
@@ -433,6 +433,14 @@ func (s *Jobs) LeaveRunning(ctx context.Context, tenant, id string) error {
 // and when another live owner runs the job it returns Held (a job that
 // ended returns its status first).
 func (s *Jobs) StartIn(ctx context.Context, id string, a Attempt, slot RunSlot) (string, error) {
+	st, _, err := s.StartCounted(ctx, id, a, slot)
+	return st, err
+}
+
+// StartCounted is StartIn that also returns, when the attempt started, its
+// number as the record counts it: a.N, or one more than the attempts of a
+// dead worker's attempt it took over.
+func (s *Jobs) StartCounted(ctx context.Context, id string, a Attempt, slot RunSlot) (string, int, error) {
 	keys := []string{JobKey(id)}
 	if slot.Tenant != "" && slot.Limit > 0 {
 		keys = append(keys, runningKey(slot.Tenant))
@@ -441,12 +449,13 @@ func (s *Jobs) StartIn(ctx context.Context, id string, a Attempt, slot RunSlot) 
 		errBatchCancelled, EventsChannel, slot.Limit, slot.Lease.Milliseconds(), id,
 		a.Owner, a.TaskID, a.Claim, claimsKey(WorkerOf(a.Owner)), a.MaxAttempts, errAttemptsLost).Text()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	if res == "ok" {
-		return "", nil
+	if n, ok := strings.CutPrefix(res, "ok:"); ok {
+		c, _ := strconv.Atoi(n)
+		return "", c, nil
 	}
-	return res, nil
+	return res, 0, nil
 }
 
 // requeueScript ARGV: 1 job id, 2 owner ("": any), 3 the owner's claims

@@ -106,8 +106,8 @@ func TestAttemptFencing(t *testing.T) {
 		t.Fatalf("start while the owner lives: %q, want held", st)
 	}
 	c.Del(ctx, heartbeatKey("w1")) // w1 dies
-	if st, _ := s.StartIn(ctx, "job_f", a2, RunSlot{}); st != "" {
-		t.Fatalf("start after the owner died: %q", st)
+	if st, n, _ := s.StartCounted(ctx, "job_f", a2, RunSlot{}); st != "" || n != 2 {
+		t.Fatalf("start after the owner died: %q, attempt %d, want 2", st, n)
 	}
 	in, _ := s.Get(ctx, "acme", "job_f", false)
 	if in.Job.Attempts != 2 || in.Job.Status != spec.StatusRunning {

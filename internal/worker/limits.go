@@ -69,11 +69,15 @@ type heldSlot struct {
 // the job already ended (cancelled while it waited): then it returns that
 // status, so that ProcessRun drops the task as usual. The slot is nil when
 // the tenant has no limit or the job does not run.
-func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, a rdb.Attempt) (stopped string, slot *heldSlot, err error) {
+func (w *Worker) start(ctx context.Context, p *jobs.RunPayload, a *rdb.Attempt) (stopped string, slot *heldSlot, err error) {
 	s := w.slotOf(p)
-	stopped, err = w.Jobs.StartIn(ctx, p.JobID, a, s)
+	var n int
+	stopped, n, err = w.Jobs.StartCounted(ctx, p.JobID, *a, s)
 	if err != nil {
 		return "", nil, err
+	}
+	if n > 0 {
+		a.N = n // a takeover counts after the dead worker's attempt
 	}
 	if stopped == rdb.Busy {
 		w.Logger.Debug("tenant at its running_jobs limit; task handed back", "job", p.JobID, "tenant", p.Tenant, "limit", s.Limit)

@@ -27,7 +27,7 @@ func newLimitWorker(t *testing.T, limits map[string]int) (*Worker, redis.Univers
 // takeRunSlot starts a job's first attempt the way ProcessRun does and
 // returns what gives its place back.
 func (w *Worker) takeRunSlot(ctx context.Context, p *jobs.RunPayload) (func(), error) {
-	_, slot, err := w.start(ctx, p, rdb.Attempt{N: 1})
+	_, slot, err := w.start(ctx, p, &rdb.Attempt{N: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func TestFinishGivesPlaceBack(t *testing.T) {
 	w, rc := newLimitWorker(t, map[string]int{"acme": 1})
 	ctx := context.Background()
 	p := queuedJob(t, w, "acme", "job_f1")
-	_, slot, err := w.start(ctx, p, rdb.Attempt{N: 1})
+	_, slot, err := w.start(ctx, p, &rdb.Attempt{N: 1})
 	if err != nil || slot == nil {
 		t.Fatalf("start: slot %v err %v", slot, err)
 	}
@@ -190,7 +190,7 @@ func TestFinishGivesPlaceBack(t *testing.T) {
 		t.Fatalf("%d places held after Finish", n)
 	}
 	// The next job of the tenant runs at once.
-	if _, next, err := w.start(ctx, queuedJob(t, w, "acme", "job_f2"), rdb.Attempt{N: 1}); err != nil {
+	if _, next, err := w.start(ctx, queuedJob(t, w, "acme", "job_f2"), &rdb.Attempt{N: 1}); err != nil {
 		t.Fatalf("next job: %v", err)
 	} else {
 		next.release()

@@ -122,8 +122,8 @@ func (tn *turn) take() (bool, error) {
 
 	// Start takes the job's place among its tenant's running jobs in the
 	// same script (the running_jobs limit).
-	stopped, slot, err := w.start(tn.ctx, p, rdb.Attempt{N: tn.attempt, Owner: tn.owner, TaskID: tn.task, Claim: tn.claim,
-		MaxAttempts: jobs.MaxRetry + 1})
+	att := rdb.Attempt{N: tn.attempt, Owner: tn.owner, TaskID: tn.task, Claim: tn.claim, MaxAttempts: jobs.MaxRetry + 1}
+	stopped, slot, err := w.start(tn.ctx, p, &att)
 	switch {
 	case errors.Is(err, ErrTenantBusy):
 		return false, err
@@ -146,6 +146,12 @@ func (tn *turn) take() (bool, error) {
 		// went out (they are deduplicated).
 		tn.report = stopped == spec.StatusSucceeded || stopped == spec.StatusFailed
 		return false, nil
+	}
+	if att.N != tn.attempt {
+		// A replacement task took over a dead worker's attempt: it counts
+		// after it, and may be the job's last.
+		tn.attempt = att.N
+		tn.final = tn.final || att.N >= att.MaxAttempts
 	}
 	if tn.attempt == 1 {
 		w.queueWait.Observe(time.Since(p.AcceptedAt).Seconds())
