@@ -434,6 +434,20 @@ func TestOpenAPIResponses(t *testing.T) {
 		wantErr(free.DeleteIdentity(ctx, "bare"), 403)
 	})
 
+	t.Run("map", func(t *testing.T) {
+		m, err := c.Map(ctx, client.MapRequest{URL: site.URL + "/article", Sitemap: "skip", Limit: 10})
+		must(err)
+		if len(m.URLs) == 0 {
+			t.Errorf("map of the article: %+v", m)
+		}
+		_, err = c.Map(ctx, client.MapRequest{URL: "ftp://nope"})
+		wantErr(err, 422)
+		_, err = c.Map(ctx, client.MapRequest{URL: "http://" + freeAddr(t) + "/"}) // nothing listens
+		wantErr(err, 502)
+		sc.raw("POST", e.APIURL+"/v1/map", keyA, `{"url":`)
+		sc.raw("POST", e.APIURL+"/v1/map", keyA, `{"url":"`+strings.Repeat("a", 2<<20)+`"}`)
+	})
+
 	t.Run("unauthorized", func(t *testing.T) {
 		// Every /v1 operation answers 401 without a key, and with a wrong one.
 		for path, item := range doc.Paths.Map() {

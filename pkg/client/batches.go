@@ -164,3 +164,22 @@ func (c *Client) WaitBatch(ctx context.Context, id string) (*Batch, error) {
 		pause = min(pause*3/2, 2*time.Second)
 	}
 }
+
+// MapRequest is the body of POST /v1/map.
+type MapRequest = spec.MapRequest
+
+// MapResult is the answer of POST /v1/map.
+type MapResult = spec.MapResult
+
+// MapURL is one URL of a MapResult.
+type MapURL = spec.MapURL
+
+// Map lists a site's URLs from its sitemaps and start page, without
+// fetching the pages (POST /v1/map). It answers within the request.
+func (c *Client) Map(ctx context.Context, req MapRequest) (*MapResult, error) {
+	var m MapResult
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/map", body: req}, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}

@@ -157,3 +157,16 @@ func (c *Client) pollFor(ctx context.Context) time.Duration {
 	}
 	return max(d, time.Second)
 }
+
+// Proxy types of a job and its result.
+type (
+	// ProxyChoice is a job's "proxy": a pool of the tenant's upstream
+	// proxies, or none.
+	ProxyChoice = spec.ProxyChoice
+	// ProxyRef names the proxy a job or session used.
+	ProxyRef = spec.ProxyRef
+	// Try is one entry of Result.AttemptsLog.
+	Try = spec.Try
+	// Blocked is Result.Blocked.
+	Blocked = spec.Blocked
+)
