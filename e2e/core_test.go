@@ -337,10 +337,15 @@ func TestTwoWorkersShareWork(t *testing.T) {
 			t.Errorf("page %d fetched %d times", i, n)
 		}
 	}
+	// A worker logs "job succeeded" right after it wrote the outcome the
+	// test just read: wait for the lines.
 	ran := [2]int{}
-	for w := 0; w < 2; w++ {
-		ran[w] = strings.Count(e.WorkerLog(w), `"msg":"job succeeded"`)
-	}
+	waitFor(10*time.Second, func() bool {
+		for w := 0; w < 2; w++ {
+			ran[w] = strings.Count(e.WorkerLog(w), `"msg":"job succeeded"`)
+		}
+		return ran[0]+ran[1] >= 30
+	})
 	if ran[0] == 0 || ran[1] == 0 || ran[0]+ran[1] != 30 {
 		t.Errorf("jobs per worker = %v", ran)
 	}

@@ -294,6 +294,11 @@ func (j *job) run() (*Result, error) {
 	if err := j.setup(); err != nil {
 		return nil, err
 	}
+	if f := j.req.BeforeNavigate; f != nil {
+		if err := f(j.ctx); err != nil {
+			return nil, j.navError(err, j.req.URL)
+		}
+	}
 	if err := j.navigate(j.ctx, j.req.URL); err != nil {
 		return nil, j.navError(err, j.req.URL)
 	}

@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 
@@ -49,6 +50,10 @@ type Request struct {
 	// EgressError, when set, replaces Config.EgressError for the job (the
 	// guard listener at ProxyServer knows the job's egress errors).
 	EgressError func(rawURL string) string
+	// BeforeNavigate, when set, runs right before the page's navigation,
+	// after the tab and its setup are ready: the worker's pacing of
+	// requests to a host waits there.
+	BeforeNavigate func(ctx context.Context) error
 	// Log is the job's logger (its lines carry the job and tenant); nil:
 	// the pool's.
 	Log *slog.Logger

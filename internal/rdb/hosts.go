@@ -197,6 +197,39 @@ func (s *Hosts) Acquire(ctx context.Context, a HostAsk) (HostAnswer, error) {
 		Wait: time.Duration(wait) * time.Millisecond, Rank: int(rank), Level: int(level)}, nil
 }
 
+var paceHostScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local d1, d2 = tonumber(ARGV[1]), tonumber(ARGV[2])
+local s1 = tonumber(redis.call('HGET', KEYS[1], 'sent') or '0')
+local s2 = tonumber(redis.call('HGET', KEYS[2], 'sent') or '0')
+local wait = 0
+if d1 > 0 then wait = math.max(wait, s1 + d1 - now) end
+if d2 > 0 then wait = math.max(wait, s2 + d2 - now) end
+if wait > 0 then return wait end
+if d1 > 0 then
+  redis.call('HSET', KEYS[1], 'sent', now)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+if d2 > 0 then
+  redis.call('HSET', KEYS[2], 'sent', now)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return 0
+`)
+
+// Pace is asked right before a job's request to its host: it answers how
+// long to wait so that the request leaves at least delay after the
+// tenant's last one (and fleetDelay after the fleet's), or 0 after
+// recording this request's time. Acquire spaces the jobs' starts already;
+// Pace takes out what the moments between a start and its request add.
+func (s *Hosts) Pace(ctx context.Context, tenant, host string, delay, fleetDelay time.Duration) (time.Duration, error) {
+	k, g := hostKeysOf(tenant, host), hostKeysOf("", host)
+	ms, err := paceHostScript.Run(ctx, s.rdb, []string{k.st, g.st}, delay.Milliseconds(), fleetDelay.Milliseconds(),
+		hostTTL.Milliseconds()).Int64()
+	return time.Duration(ms) * time.Millisecond, err
+}
+
 var renewHostScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -110,3 +110,29 @@ func TestHostGate(t *testing.T) {
 		t.Fatalf("ended job: %+v", a)
 	}
 }
+
+func TestHostPace(t *testing.T) {
+	ctx := context.Background()
+	h := NewHosts(redistest.Start(t).Client(t, 0))
+	if w, err := h.Pace(ctx, "acme", "a.test", 300*time.Millisecond, 0); err != nil || w != 0 {
+		t.Fatalf("first request: wait %v %v", w, err)
+	}
+	w, err := h.Pace(ctx, "acme", "a.test", 300*time.Millisecond, 0)
+	if err != nil || w <= 200*time.Millisecond || w > 300*time.Millisecond {
+		t.Fatalf("second request at once: wait %v %v, want about 300 ms", w, err)
+	}
+	// Another tenant has its own pace; the fleet's delay holds across tenants.
+	if w, _ := h.Pace(ctx, "globex", "a.test", 300*time.Millisecond, 0); w != 0 {
+		t.Fatalf("another tenant waits %v", w)
+	}
+	if w, _ := h.Pace(ctx, "initech", "b.test", 0, time.Second); w != 0 {
+		t.Fatalf("first fleet request waits %v", w)
+	}
+	if w, _ := h.Pace(ctx, "umbrella", "b.test", 0, time.Second); w < 900*time.Millisecond {
+		t.Fatalf("second fleet request waits %v, want about 1 s", w)
+	}
+	// No delay: no wait, nothing recorded.
+	if w, _ := h.Pace(ctx, "acme", "c.test", 0, 0); w != 0 {
+		t.Fatalf("no delay: wait %v", w)
+	}
+}

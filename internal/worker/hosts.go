@@ -134,6 +134,31 @@ func (tn *turn) takeHost() (bool, error) {
 	}
 }
 
+// pace waits, right before the job's request, until the request leaves at
+// least the host's delay after the last one (see rdb.Hosts.Pace). Jobs to
+// a host without a delay skip it: no Redis call.
+func (tn *turn) pace(ctx context.Context) error {
+	h := tn.host
+	if h == nil {
+		return nil
+	}
+	fleet := tn.w.Politeness.Operator.Delay
+	if h.settings.Delay <= 0 && fleet <= 0 {
+		return nil
+	}
+	for {
+		wait, err := tn.w.Politeness.Hosts.Pace(ctx, tn.p.Tenant, h.host, polite.Spaced(h.settings.Delay), polite.Spaced(fleet))
+		if err != nil || wait <= 0 {
+			return nil // the gate spaced the start; a Redis hiccup does not fail the job
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // hostAnswered tells the host's gate what the host answered: a 429 or 503
 // pauses the tenant's jobs to it (adaptive hosts), a good answer takes a
 // back-off step back.

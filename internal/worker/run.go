@@ -31,7 +31,7 @@ type runOutcome struct {
 // directly, or through a proxy of its pool; a proxy that fails is replaced
 // at once by another of the pool, and a blocked answer is tried again
 // through another proxy up to retry_on_block times.
-func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger) runOutcome {
+func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger, pace func(context.Context) error) runOutcome {
 	req := &p.Request
 	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
 	if ierr != nil {
@@ -69,7 +69,7 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		if !ok {
 			break // every proxy of the pool was tried: t is the last try's
 		}
-		t = w.try(runCtx, p, prev, lease != nil, ident, up, log)
+		t = w.try(runCtx, p, prev, lease != nil, ident, up, log, pace)
 		entry := spec.Try{}
 		if up != nil {
 			entry.ProxyID = up.ID
@@ -172,7 +172,8 @@ type tryOutcome struct {
 }
 
 // try runs the job once, directly (up nil) or through up.
-func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger) tryOutcome {
+// pace (may be nil) waits for the host right before the request.
+func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger, pace func(context.Context) error) tryOutcome {
 	req := &p.Request
 	res := &spec.Result{URL: req.URL}
 	if req.Rendered(p.Kind) {
@@ -181,6 +182,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
 			State: prev, CaptureState: inSession, Identity: browserIdentity(ident),
 			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
+			BeforeNavigate: pace,
 		}
 		if up != nil {
 			var xerr *spec.Error
@@ -211,6 +213,11 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 	freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident), Via: up}
 	if prev != nil {
 		freq.Cookies = prev.Cookies
+	}
+	if pace != nil {
+		if err := pace(ctx); err != nil {
+			return tryOutcome{err: asJobError(err, ctx)}
+		}
 	}
 	fr, err := w.Fetcher.Do(ctx, freq)
 	if err != nil {

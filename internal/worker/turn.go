@@ -170,7 +170,7 @@ func (tn *turn) runAndDecide() error {
 	w, p, ctx := tn.w, tn.p, tn.ctx
 	tn.log.Info("job started", "attempt", tn.attempt, "url", p.Request.URL)
 	start := time.Now()
-	out := w.run(tn.jobCtx, p, tn.lease, tn.log)
+	out := w.run(tn.jobCtx, p, tn.lease, tn.log, tn.pace)
 	mode := "plain"
 	if p.Request.Rendered(p.Kind) {
 		mode = "rendered"
