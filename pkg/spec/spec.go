@@ -54,6 +54,17 @@ type Request struct {
 	// Politeness bounds how hard the job's tenant presses the job's host
 	// (nil: the tenant's settings, then the operator's).
 	Politeness *Politeness `json:"politeness,omitempty"`
+
+	// freshness (see fresh.go)
+
+	// MaxAgeMs serves a fetch from the tenant's result cache when it holds
+	// a result of the same request younger than this (0: never, but a
+	// plain fetch still revalidates the cached result).
+	MaxAgeMs *int64 `json:"max_age_ms,omitempty"`
+	// StoreInCache false keeps the job's result out of the cache.
+	StoreInCache *bool `json:"store_in_cache,omitempty"`
+	// ChangeTracking compares the result with the last tracked one.
+	ChangeTracking *ChangeTracking `json:"change_tracking,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -124,6 +135,9 @@ type Webhook struct {
 	URL      string          `json:"url"`
 	Events   []string        `json:"events,omitempty"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// OnlyChanged (freshness; a batch's webhook) sends batch.page only for
+	// pages whose change status is new or changed.
+	OnlyChanged bool `json:"only_changed,omitempty"`
 }
 
 // FieldError names one invalid field by its JSON path.
@@ -292,6 +306,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	if r.Politeness != nil {
 		errs = append(errs, r.Politeness.Validate(prefix+"politeness")...)
 	}
+	errs = append(errs, r.validateFreshness(kind, prefix)...)
 	return errs
 }
 
