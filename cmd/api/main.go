@@ -19,6 +19,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/fetch"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/metrics"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
@@ -63,10 +64,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	stores := rdb.Open(rc, cfg.ResultTTL)
+	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
 	queue := asynq.NewClientFromRedisClient(rc)
 	submitter := submit.New(submit.Deps{Jobs: stores.Jobs, Batches: stores.Batches, Sessions: stores.Sessions,
-		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
+		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log,
+		Cache: stores.Cache, Tracker: stores.Tracker, Fresh: fresh.NewMetrics(reg), WebhookSchedule: cfg.WebhookSchedule})
+
 	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
 		api.Deps{Redis: rc, Tenants: tenants, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg,

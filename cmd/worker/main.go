@@ -32,6 +32,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/metrics"
 	"github.com/pagefleet/pagefleet/internal/polite"
 	"github.com/pagefleet/pagefleet/internal/rdb"
@@ -112,6 +113,9 @@ func run() error {
 		Follower: crawl.NewFollower(batches, fetcher, log),
 		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
 	recovery := worker.NewRecovery(workerID, rdb.NewWorkers(rc), jobStore, queue, log, reg)
+	// Freshness: the result cache and change tracking in each job's turn.
+	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
+	freshMetrics := fresh.NewMetrics(reg)
 	w := worker.New(worker.Deps{
 		ID:    workerID,
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
@@ -133,6 +137,7 @@ func run() error {
 			CrawlDelay: bulk.CrawlDelay,
 		},
 		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
+		Cache:      stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -189,6 +194,7 @@ func run() error {
 	defer lcancel()
 	go w.CancelListener(lctx)
 	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
+
 	if err := recovery.Start(ctx); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/crawl"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
@@ -123,7 +124,8 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if d.Submit == nil {
 		d.Submit = submit.New(submit.Deps{Jobs: d.Stores.Jobs, Batches: d.Stores.Batches, Sessions: d.Stores.Sessions,
-			Idem: d.Stores.Idempotency, Queue: d.Queue, Logger: d.Logger})
+			Idem: d.Stores.Idempotency, Queue: d.Queue, Logger: d.Logger,
+			Cache: d.Stores.Cache, Tracker: d.Stores.Tracker, Fresh: fresh.NewMetrics(reg), WebhookSchedule: cfg.WebhookSchedule})
 	}
 	f := promauto.With(reg)
 	s := &Server{

@@ -69,7 +69,7 @@ func (b *Bulk) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job) 
 		}
 		return
 	}
-	if (job.Status == spec.StatusSucceeded || job.Status == spec.StatusFailed) && c.meta.Webhook.WantsEvent(spec.EventBatchPage) {
+	if (job.Status == spec.StatusSucceeded || job.Status == spec.StatusFailed) && c.meta.Webhook.WantsPage(job) {
 		if err := b.pageEvent(ctx, c.meta, job); err != nil {
 			b.cfg.Logger.Error("enqueue batch.page", "batch", p.BatchID, "job", p.JobID, "tenant", p.Tenant, "err", err)
 		}

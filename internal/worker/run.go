@@ -82,10 +82,15 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		if prev != nil {
 			freq.Cookies = prev.Cookies
 		}
+		rv := revalidationOf(ctx) // freshness: a stale cache entry's validators
+		rv.conditional(&freq)
 		fr, err := w.Fetcher.Do(runCtx, freq)
 		if err != nil {
 			w.touchSession(ctx, lease) // a failed job used the session too
 			return runOutcome{err: asJobError(err, runCtx)}
+		}
+		if res := rv.notModified(fr); res != nil {
+			return runOutcome{result: res} // 304: the cached result, as it was
 		}
 		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
 		html = fr.Body
