@@ -56,6 +56,8 @@ type Server struct {
 	sessions  *session.Store
 	idents    *rdb.Identities
 	deliv     *rdb.Deliveries
+	schedules *rdb.Schedules
+	idem      *rdb.Idempotency
 	submitter *submit.Service
 	fetcher   crawl.Fetcher
 	queue     *asynq.Client
@@ -134,6 +136,8 @@ func New(cfg Config, d Deps) *Server {
 		batches:   d.Stores.Batches,
 		idents:    d.Stores.Identities,
 		deliv:     d.Stores.Deliveries,
+		schedules: d.Stores.Schedules,
+		idem:      d.Stores.Idempotency,
 		queue:     d.Queue,
 		submitter: d.Submit,
 		fetcher:   d.Fetcher,

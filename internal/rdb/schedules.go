@@ -418,6 +418,12 @@ func (st *Schedules) Relet(ctx context.Context, p Pending, now, leaseEnd time.Ti
 	return n == 1, err
 }
 
+// Postpone moves the end of a pending run's lease to until (a run that a
+// rate limit refused comes back then); a run no longer pending stays so.
+func (st *Schedules) Postpone(ctx context.Context, p Pending, until time.Time) error {
+	return st.rdb.ZAddXX(ctx, pendingKey, redis.Z{Score: float64(until.UnixMilli()), Member: runMember(p.ID, p.Due)}).Err()
+}
+
 // completeScript records a run and takes it out of the pending ones.
 // KEYS: pending, schedule, runs, run. ARGV: member, due (ms), run JSON,
 // max runs kept.
