@@ -43,7 +43,8 @@ func etagPage(version *string, mu *sync.Mutex) http.HandlerFunc {
 // sees no second request; another tenant's identical request, a session
 // job and a result kept out with store_in_cache false are not served from
 // the cache; a stale entry is revalidated (304: result.cache.revalidated)
-// and a changed page is fetched again.
+// and a changed page is fetched again; a batch job revalidates too, and its
+// batch.page event carries the whole result.
 func TestResultCache(t *testing.T) {
 	e := Start(t, Options{Workers: 1, Concurrency: 4})
 	var mu sync.Mutex
@@ -157,11 +158,36 @@ func TestResultCache(t *testing.T) {
 	if resp := e.Do("POST", "/v1/fetch", keyA, req(nil), &fresh); resp.StatusCode != 200 || !contains(fresh.Result.HTML, "version v2") {
 		t.Errorf("after the change: %d", resp.StatusCode)
 	}
+	// A batch job revalidates too, and its batch.page event carries the
+	// whole result (the job knew only the cached result's head).
+	acc, _ := e.SubmitBatch(keyA, map[string]any{"urls": []string{page},
+		"template": map[string]any{"output": []string{"html", "markdown"}, "max_age_ms": 0},
+		"webhook":  map[string]any{"url": rcv.URL + "/batch", "events": []string{"batch.page"}}})
+	e.WaitBatch(keyA, acc.ID, 50*time.Millisecond, 30*time.Second)
+	e.Drain(t, 30*time.Second, rcv.count)
+	if js := e.BatchJobs(keyA, acc.ID, 10); len(js) != 1 || js[0].Result.Cache == nil || !js[0].Result.Cache.Revalidated || !contains(js[0].Result.HTML, "version v2") {
+		t.Errorf("a revalidated batch job: %+v", js)
+	}
+	d, _ := rcv.deliveries()
+	pages := 0
+	for _, x := range d {
+		if x.Path == "/batch" && x.Type == spec.EventBatchPage {
+			pages++
+			var j spec.Job
+			json.Unmarshal(x.Data, &j)
+			if j.Result == nil || !contains(j.Result.HTML, "version v2") || !contains(j.Result.Markdown, "version v2") || j.Result.Cache == nil {
+				t.Errorf("batch.page of a revalidated page lacks its result: %s", x.Data)
+			}
+		}
+	}
+	if pages != 1 {
+		t.Errorf("%d batch.page events, want 1", pages)
+	}
 	if m := apiMetrics(t, e); m["pagefleet_cache_lookups_total{outcome=\"hit\"}"] < 3 {
 		t.Errorf("cache hit metric: %v", m["pagefleet_cache_lookups_total{outcome=\"hit\"}"])
 	}
-	if v, _ := e.workerMetric(0, `pagefleet_cache_revalidations_total{outcome="not_modified"}`); v != 1 {
-		t.Errorf("not_modified revalidations: %v, want 1", v)
+	if v, _ := e.workerMetric(0, `pagefleet_cache_revalidations_total{outcome="not_modified"}`); v != 2 {
+		t.Errorf("not_modified revalidations: %v, want 2", v)
 	}
 }
 

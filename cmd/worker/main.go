@@ -145,7 +145,7 @@ func run() error {
 			CrawlDelay: bulk.CrawlDelay,
 		},
 		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
-		Cache:      stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics,
+		Cache:      stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,

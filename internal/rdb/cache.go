@@ -74,12 +74,13 @@ type CacheEntry struct {
 	LastModified string
 	// Markdown: the result has markdown.
 	Markdown bool
-	raw      []byte
+	core     []byte // the result's core (EncodeResult)
+	head     []byte // headOf the result
 }
 
 // Result decodes the cached result.
 func (e *CacheEntry) Result() (*spec.Result, error) {
-	b, err := decompress(e.raw)
+	b, err := decompress(e.core)
 	if err != nil {
 		return nil, fmt.Errorf("cached result: %w", err)
 	}
@@ -90,9 +91,27 @@ func (e *CacheEntry) Result() (*spec.Result, error) {
 	return &r, nil
 }
 
+// Core is the cached result's core as a job record keeps it
+// (Outcome.Core): a job that reuses the result writes it as it is.
+func (e *CacheEntry) Core() []byte { return e.core }
+
+// Head decodes the part of the cached result a job that reuses it needs
+// to know (its status, final URL, headers, links and canonical URL),
+// without the cost of decoding its outputs.
+func (e *CacheEntry) Head() (*spec.Result, error) {
+	if len(e.head) == 0 {
+		return e.Result()
+	}
+	var r spec.Result
+	if err := json.Unmarshal(e.head, &r); err != nil {
+		return nil, fmt.Errorf("cached result head: %w", err)
+	}
+	return &r, nil
+}
+
 // Get returns tenant's entry for key (nil when there is none).
 func (c *Cache) Get(ctx context.Context, tenant, key string) (*CacheEntry, error) {
-	vals, err := c.rdb.HMGet(ctx, cachePrefix(tenant)+key, "res", "job", "at", "etag", "lm", "md").Result()
+	vals, err := c.rdb.HMGet(ctx, cachePrefix(tenant)+key, "res", "job", "at", "etag", "lm", "md", "head").Result()
 	if err != nil {
 		return nil, err
 	}
@@ -105,18 +124,18 @@ func (c *Cache) Get(ctx context.Context, tenant, key string) (*CacheEntry, error
 		return nil, fmt.Errorf("cache entry of %s: bad time %q", tenant, str(2))
 	}
 	return &CacheEntry{Job: str(1), At: time.UnixMilli(ms).UTC(), ETag: str(3), LastModified: str(4), Markdown: str(5) == "1",
-		raw: []byte(str(0))}, nil
+		core: []byte(str(0)), head: []byte(str(6))}, nil
 }
 
 // cachePutScript writes an entry unless a newer one is there, and keeps
 // the tenant's index of entries by time within the TTL and the cap.
 // KEYS: entry, index. ARGV: member, job, at (ms), ttl (ms), max entries,
 // result, etag, last-modified, markdown (1/0), entry prefix, trim-below
-// (ms).
+// (ms), head.
 var cachePutScript = redis.NewScript(`
 local at = redis.call('HGET', KEYS[1], 'at')
 if at and tonumber(at) > tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'res', ARGV[6], 'job', ARGV[2], 'at', ARGV[3], 'etag', ARGV[7], 'lm', ARGV[8], 'md', ARGV[9])
+redis.call('HSET', KEYS[1], 'res', ARGV[6], 'job', ARGV[2], 'at', ARGV[3], 'etag', ARGV[7], 'lm', ARGV[8], 'md', ARGV[9], 'head', ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[11])
@@ -137,15 +156,22 @@ var ErrCacheEntryTooLarge = errors.New("result larger than a cache entry may be"
 // its timings, cache and change fields, which belong to the job. A result
 // larger than the entry cap is not kept: ErrCacheEntryTooLarge.
 func (c *Cache) Put(ctx context.Context, tenant, key, job string, at time.Time, res *spec.Result) error {
-	r := *res
-	r.Timings, r.Cache, r.Change = spec.Timings{}, nil, nil
-	b, err := json.Marshal(&r)
+	core, _, err := EncodeResult(res)
 	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
+		return err
 	}
-	z := compress(b)
-	if len(z) > c.cfg.MaxEntryBytes {
+	return c.PutCore(ctx, tenant, key, job, at, res, core)
+}
+
+// PutCore is Put of a result whose core (EncodeResult) is at hand: the
+// job wrote it into its record.
+func (c *Cache) PutCore(ctx context.Context, tenant, key, job string, at time.Time, res *spec.Result, core []byte) error {
+	if len(core) > c.cfg.MaxEntryBytes {
 		return ErrCacheEntryTooLarge
+	}
+	head, err := headOf(res)
+	if err != nil {
+		return err
 	}
 	md := "0"
 	if res.Markdown != nil {
@@ -153,8 +179,8 @@ func (c *Cache) Put(ctx context.Context, tenant, key, job string, at time.Time, 
 	}
 	now := time.Now()
 	return cachePutScript.Run(ctx, c.rdb, []string{cachePrefix(tenant) + key, cacheIndexKey(tenant)},
-		key, job, at.UnixMilli(), c.cfg.TTL.Milliseconds(), c.cfg.MaxEntries, z, res.Headers["etag"], res.Headers["last-modified"], md,
-		cachePrefix(tenant), now.Add(-c.cfg.TTL).UnixMilli()).Err()
+		key, job, at.UnixMilli(), c.cfg.TTL.Milliseconds(), c.cfg.MaxEntries, core, res.Headers["etag"], res.Headers["last-modified"], md,
+		cachePrefix(tenant), now.Add(-c.cfg.TTL).UnixMilli(), head).Err()
 }
 
 // cacheTouchScript records a revalidation: the entry's result is as fresh
@@ -223,4 +249,47 @@ func (s *Jobs) CreateSucceeded(ctx context.Context, r JobRecord, res *spec.Resul
 		return ErrRateLimited
 	}
 	return nil
+}
+
+// ownFields are the fields of a result that belong to its job: two jobs
+// with one result (a revalidation, a cache hit) differ only in them.
+type ownFields struct {
+	Timings spec.Timings    `json:"timings"`
+	Cache   *spec.CacheInfo `json:"cache,omitempty"`
+	Change  *spec.Change    `json:"change,omitempty"`
+}
+
+// EncodeResult splits res into its core — the result without its own
+// fields, JSON compressed as job records keep results, the bytes a cache
+// entry keeps — and its own fields (timings, cache, change) as JSON. A job
+// record written with both (Outcome.Core, Outcome.Own) reads back as res;
+// a job that reuses a cached result writes the entry's core as it is.
+func EncodeResult(res *spec.Result) (core, own []byte, err error) {
+	r := *res
+	r.Timings, r.Cache, r.Change = spec.Timings{}, nil, nil
+	b, err := json.Marshal(&r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode result: %w", err)
+	}
+	if own, err = EncodeOwn(res); err != nil {
+		return nil, nil, err
+	}
+	return compress(b), own, nil
+}
+
+// EncodeOwn is the own fields of res (see EncodeResult).
+func EncodeOwn(res *spec.Result) ([]byte, error) {
+	own, err := json.Marshal(ownFields{Timings: res.Timings, Cache: res.Cache, Change: res.Change})
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return own, nil
+}
+
+// headOf is what a job that reuses a cached result needs to know of it
+// without decoding it all: the answer's status, URL and headers, and the
+// page's links and canonical URL (a crawl follows them).
+func headOf(res *spec.Result) ([]byte, error) {
+	return json.Marshal(&spec.Result{FinalURL: res.FinalURL, StatusCode: res.StatusCode, Headers: res.Headers,
+		Links: res.Links, Canonical: res.Canonical})
 }

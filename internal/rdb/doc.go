@@ -27,7 +27,8 @@
 //	                                              url, result (gzip), error, session_id,
 //	                                              batch_id, webhook, counted, task, owner,
 //	                                              depth, parent, disc (crawl discovery),
-//	                                              schedule_id, scheduled_at
+//	                                              schedule_id, scheduled_at, rx (the
+//	                                              result's own fields: EncodeResult)
 //	{pf}:t:<tenant>:jobs                  zset    the tenant's jobs by creation (µs)         result TTL
 //	{pf}:t:<tenant>:active                string  jobs not ended (the queued_jobs limit)     never
 //	{pf}:t:<tenant>:rps:<unix second>     string  creations in that second                   2 s
@@ -62,8 +63,9 @@
 //	{pf}:w:<worker>:claims                hash    the tasks a worker runs (jobs.Claim)       none
 //	{pf}:workers                          zset    worker ids by last heartbeat (ms)          never
 //	{pf}:sweep:<task id>                  string  reruns of an archived batch expansion       48 h
-//	{pf}:t:<tenant>:cache:<key>           hash    a cached result (gzip), job, at, etag, lm, cache TTL
-//	                                              md (fresh.Key is <key>)
+//	{pf}:t:<tenant>:cache:<key>           hash    a cached result's core (gzip), head     cache TTL
+//	                                              (status, headers, links), job, at, etag,
+//	                                              lm, md (fresh.Key is <key>)
 //	{pf}:t:<tenant>:cache                 zset    the tenant's cache keys by time (ms): the  cache TTL
 //	                                              cap on entries evicts the oldest
 //	{pf}:t:<tenant>:chg:<sha256/16>       hash    the last tracked result of a URL and tag:  30 days

@@ -2,6 +2,7 @@ package rdb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -79,6 +80,59 @@ func TestCachePutGetTouchAndBounds(t *testing.T) {
 	if n := c.ZCard(ctx, cacheIndexKey("acme")).Val(); n != 3 {
 		t.Errorf("index holds %d entries, want 3", n)
 	}
+}
+
+func TestResultCoreAndOwn(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t, 0)
+	js := NewJobs(c, time.Hour)
+	cache := NewCache(c, CacheConfig{})
+	md := "# page\n\n" + randomText(6000)
+	res := &spec.Result{URL: "https://a.test/p", FinalURL: "https://a.test/p", StatusCode: 200, Markdown: &md,
+		Links: []string{"https://a.test/a", "https://a.test/b"}, Canonical: "https://a.test/c", Headers: map[string]string{"etag": `"e"`},
+		Timings: spec.Timings{QueuedMs: 3, RunMs: 9}, Change: &spec.Change{Status: spec.ChangeNew}}
+	core, own, err := EncodeResult(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish := func(o Outcome) *spec.Result {
+		t.Helper()
+		id := NewID("job")
+		if err := js.CreateGated(ctx, JobRecord{ID: id, Tenant: "acme", Kind: "fetch", URL: res.URL, CreatedAt: time.Now()}, 0, 0, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := js.Finish(ctx, id, o); err != nil {
+			t.Fatal(err)
+		}
+		in, err := js.Get(ctx, "acme", id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in.Job.Result
+	}
+	same := func(what string, got, want *spec.Result) {
+		t.Helper()
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if string(g) != string(w) {
+			t.Errorf("%s reads back as\n%s\nwant\n%s", what, g, w)
+		}
+	}
+	same("core and own", finish(Outcome{Status: spec.StatusSucceeded, Core: core, Own: own}), res)
+	same("a whole result", finish(Outcome{Status: spec.StatusSucceeded, Result: res}), res)
+	// Another job reuses the cached core with its own fields.
+	if err := cache.PutCore(ctx, "acme", "k", "job_src", time.Now(), res, core); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := cache.Get(ctx, "acme", "k")
+	head, err := e.Head()
+	if err != nil || head.StatusCode != 200 || len(head.Links) != 2 || head.Canonical != res.Canonical || head.Markdown != nil || head.Headers["etag"] != `"e"` {
+		t.Errorf("head: %+v %v", head, err)
+	}
+	reused := *res
+	reused.Timings, reused.Change, reused.Cache = spec.Timings{RunMs: 1}, nil, &spec.CacheInfo{Revalidated: true}
+	own2, _ := EncodeOwn(&reused)
+	same("a reused core", finish(Outcome{Status: spec.StatusSucceeded, Core: e.Core(), Own: own2}), &reused)
 }
 
 func randomText(n int) string {

@@ -497,7 +497,8 @@ func (s *Jobs) Requeue(ctx context.Context, id, owner string) error {
 // finishScript ARGV: 1 status, 2 now, 3 result, 4 error, 5 session
 // updated, 6 events channel, 7 job id, 8 owner ("": any), 9 the owner's
 // claims hash, 10 the result's change status ("": not tracked), 11 the
-// normalised URL a tracked batch's run saw.
+// normalised URL a tracked batch's run saw, 12 the result's own fields
+// ("": none; see EncodeResult).
 var finishScript = redis.NewScript(batchMoveLua + batchTrackLua + `
 if ARGV[8] ~= '' then redis.call('HDEL', ARGV[9], 'job:' .. ARGV[7]) end
 local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id', 'owner')
@@ -507,6 +508,7 @@ if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'rx', ARGV[12]) end
 if f[2] == '1' then redis.call('DECR', '{pf}:t:' .. f[3] .. ':active') end
 if f[4] then
   batch_move(KEYS[1], st, ARGV[1])
@@ -533,6 +535,10 @@ type Outcome struct {
 	// TrackURL is the normalised URL of a tracked batch job: the batch's
 	// run saw it (see batchTrackLua).
 	TrackURL string
+	// Core and Own are Result split by EncodeResult (Core may come from
+	// the result cache as it is); when Core is set, they are written
+	// instead of Result.
+	Core, Own []byte
 }
 
 // ErrStaleAttempt means another attempt owns the job now (its worker was
@@ -544,8 +550,8 @@ var ErrStaleAttempt = errors.New("another attempt owns the job")
 // ErrJobEnded and the stored outcome stays) or another attempt owns it
 // (ErrStaleAttempt). It ends the owner's claim either way.
 func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
-	var res []byte
-	if o.Result != nil {
+	res, own := o.Core, o.Own
+	if res == nil && o.Result != nil {
 		b, err := json.Marshal(o.Result)
 		if err != nil {
 			return fmt.Errorf("encode result: %w", err)
@@ -565,7 +571,7 @@ func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
 		keys = append(keys, runningKey(o.LeaveRunning))
 	}
 	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
-		res, eb, upd, EventsChannel, id, o.Owner, claimsKey(WorkerOf(o.Owner)), o.Change, o.TrackURL).Text()
+		res, eb, upd, EventsChannel, id, o.Owner, claimsKey(WorkerOf(o.Owner)), o.Change, o.TrackURL, own).Text()
 	switch {
 	case err != nil:
 		return err
@@ -699,6 +705,11 @@ func decodeJob(id, tenant string, m map[string]string) (*JobInfo, error) {
 		j.Result = &spec.Result{}
 		if err := json.Unmarshal(b, j.Result); err != nil {
 			return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
+		}
+		if own := m["rx"]; own != "" {
+			if err := json.Unmarshal([]byte(own), j.Result); err != nil {
+				return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
+			}
 		}
 	}
 	if w := m["webhook"]; w != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/fetch"
 	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/rdb"
+	"github.com/pagefleet/pagefleet/jobs"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -28,6 +29,17 @@ type freshTurn struct {
 	revalidated bool
 	// change is the result's change status ("": not tracked).
 	change string
+	// written is the result this attempt wrote into the job's record.
+	written *spec.Result
+	// cached: written is the head of a cached result (cachedResult).
+	cached bool
+}
+
+// cachedResult is a cached result a job reuses without decoding it all:
+// the job's result holds the head (rdb.CacheEntry.Head), and its record
+// gets the entry's core as it is, with its own fields.
+type cachedResult struct {
+	core []byte
 }
 
 // lookupCache reads the job's cache entry and decides what the job does
@@ -62,20 +74,29 @@ func (tn *turn) lookupCache() {
 // hit reports whether the job ends with its cached result.
 func (tn *turn) hit() bool { return tn.fresh.use == fresh.Hit }
 
+// reuse is the outcome of a job that reuses its cached result, with info
+// as its result.cache.
+func (tn *turn) reuse(info *spec.CacheInfo) (runOutcome, bool) {
+	e := tn.fresh.entry
+	res, err := e.Head()
+	if err != nil {
+		tn.log.Warn("decode a cached result; the job runs", "err", err)
+		return runOutcome{}, false
+	}
+	res.URL, res.Cache = tn.p.Request.URL, info
+	return runOutcome{result: res, cached: &cachedResult{core: e.Core()}}, true
+}
+
 // runFresh runs the job: from its cache entry on a hit, else as usual,
 // with its entry's validators when it revalidates.
 func (tn *turn) runFresh() runOutcome {
 	w, p := tn.w, tn.p
 	if tn.hit() {
-		res, err := tn.fresh.entry.Result()
-		if err == nil {
-			e := tn.fresh.entry
-			res.URL = p.Request.URL
-			res.Cache = &spec.CacheInfo{Hit: true, SourceJob: e.Job,
-				AgeMs: fresh.Age(&fresh.Entry{At: e.At}, time.Now()).Milliseconds()}
-			return runOutcome{result: res}
+		e := tn.fresh.entry
+		info := &spec.CacheInfo{Hit: true, SourceJob: e.Job, AgeMs: fresh.Age(&fresh.Entry{At: e.At}, time.Now()).Milliseconds()}
+		if out, ok := tn.reuse(info); ok {
+			return out
 		}
-		tn.log.Warn("decode a cached result; the job runs", "err", err)
 	}
 	ctx := tn.jobCtx
 	if tn.fresh.use == fresh.Revalidate {
@@ -112,27 +133,24 @@ func (rv *revalidation) conditional(req *fetch.Request) {
 	req.Headers = h
 }
 
-// notModified returns the entry's result when the site answered 304 Not
-// Modified (nil otherwise: the fetch goes on with the page it got).
-func (rv *revalidation) notModified(fr *fetch.Response) *spec.Result {
+// notModified is the outcome that reuses the entry's result when the site
+// answered 304 Not Modified (false otherwise: the fetch goes on with the
+// page it got).
+func (rv *revalidation) notModified(fr *fetch.Response) (runOutcome, bool) {
 	if rv == nil {
-		return nil
+		return runOutcome{}, false
 	}
 	tn := rv.tn
 	if fr.StatusCode != 304 {
 		tn.w.Fresh.Revalidation(fresh.Modified)
-		return nil
+		return runOutcome{}, false
 	}
-	res, err := tn.fresh.entry.Result()
-	if err != nil {
-		tn.log.Warn("decode a cached result after a 304", "err", err)
-		return nil
+	out, ok := tn.reuse(&spec.CacheInfo{Revalidated: true})
+	if ok {
+		tn.w.Fresh.Revalidation(fresh.NotModified)
+		tn.fresh.revalidated = true
 	}
-	tn.w.Fresh.Revalidation(fresh.NotModified)
-	tn.fresh.revalidated = true
-	res.URL = tn.p.Request.URL
-	res.Cache = &spec.CacheInfo{Revalidated: true}
-	return res
+	return out, ok
 }
 
 // track compares a tracked job's result with the last tracked one of its
@@ -142,6 +160,16 @@ func (tn *turn) track(out *runOutcome) {
 	p := tn.p
 	if p.Request.ChangeTracking == nil || out.err != nil || out.result == nil || tn.w.Tracker == nil {
 		return
+	}
+	if out.cached != nil {
+		// The cached result's markdown is compared: decode it all.
+		full, err := tn.fresh.entry.Result()
+		if err != nil {
+			out.err = spec.Errorf(spec.CodeInternal, true, "decode a cached result: %v", err)
+			return
+		}
+		full.URL, full.Cache = out.result.URL, out.result.Cache
+		out.result = full
 	}
 	md := ""
 	if out.result.Markdown != nil {
@@ -173,7 +201,8 @@ func (tn *turn) trackOutcome(o *rdb.Outcome) {
 // the job succeeded.
 func (tn *turn) storeResult(o *rdb.Outcome) {
 	w, p := tn.w, tn.p
-	if tn.fresh.key == "" || tn.hit() || o.Status != spec.StatusSucceeded || !p.Request.Stores(p.Kind) || !fresh.Storable(o.Result) {
+	if tn.fresh.key == "" || tn.hit() || o.Status != spec.StatusSucceeded || !p.Request.Stores(p.Kind) || !fresh.Storable(o.Result) ||
+		(o.Core == nil && !tn.fresh.revalidated) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(tn.ctx), 5*time.Second)
@@ -182,9 +211,48 @@ func (tn *turn) storeResult(o *rdb.Outcome) {
 	if tn.fresh.revalidated {
 		err = w.Cache.Touch(ctx, p.Tenant, tn.fresh.key, p.JobID, time.Now())
 	} else {
-		err = w.Cache.Put(ctx, p.Tenant, tn.fresh.key, p.JobID, time.Now(), o.Result)
+		err = w.Cache.PutCore(ctx, p.Tenant, tn.fresh.key, p.JobID, time.Now(), o.Result, o.Core)
 	}
 	if err != nil && err != rdb.ErrCacheEntryTooLarge {
 		tn.log.Warn("keep the result in the cache", "err", err)
 	}
+}
+
+// encodeResult splits the attempt's result into its core and its own
+// fields for the job's record (rdb.EncodeResult): a reused cached result's
+// core is the entry's, as it is. Should encoding fail, Finish encodes the
+// result whole.
+func (tn *turn) encodeResult(o *rdb.Outcome, out *runOutcome) {
+	if out.result == nil {
+		return
+	}
+	if out.cached != nil {
+		own, err := rdb.EncodeOwn(out.result)
+		if err == nil {
+			o.Core, o.Own = out.cached.core, own
+			tn.fresh.cached = true
+		}
+		return
+	}
+	if core, own, err := rdb.EncodeResult(out.result); err == nil {
+		o.Core, o.Own = core, own
+	}
+}
+
+// written is the result the attempt wrote, for the finish hooks, so that
+// they need not read it back (nil: they read the record). A reused cached
+// result is known by its head only: the hooks read it when one needs all
+// of it (a webhook's event carries it).
+func (tn *turn) written() *spec.Result {
+	res := tn.fresh.written
+	if res == nil || (tn.fresh.cached && tn.w.needsResult(tn.ctx, tn.p)) {
+		return nil
+	}
+	return res
+}
+
+// needsResult reports whether a finish hook needs the whole result of p:
+// its job's webhook events, or its batch's batch.page, carry it.
+func (w *Worker) needsResult(ctx context.Context, p *jobs.RunPayload) bool {
+	return p.Request.Webhook != nil || (p.BatchID != "" && (w.PageEvents == nil || w.PageEvents(ctx, p)))
 }

@@ -145,3 +145,14 @@ func (b *Bulk) follow(ctx context.Context, m *rdb.Batch, p *jobs.RunPayload, job
 	}
 	return b.store.DiscoveryDone(ctx, m.ID, p.JobID)
 }
+
+// PageEvents reports whether the batch of p sends batch.page events
+// (true when the batch cannot be read: the caller then reads what the
+// event needs).
+func (b *Bulk) PageEvents(ctx context.Context, p *jobs.RunPayload) bool {
+	if p.BatchID == "" {
+		return false
+	}
+	c, err := b.conf(ctx, p.BatchID)
+	return err != nil || c.meta.Webhook.WantsEvent(spec.EventBatchPage)
+}

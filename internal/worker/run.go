@@ -22,6 +22,9 @@ type runOutcome struct {
 	err     *spec.Error
 	updated bool
 	saved   bool
+	// cached: the result is a cached one (fresh.go): result holds its
+	// head, core its core as the record keeps it.
+	cached *cachedResult
 }
 
 // run executes the job and derives its outputs.
@@ -89,8 +92,8 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 			w.touchSession(ctx, lease) // a failed job used the session too
 			return runOutcome{err: asJobError(err, runCtx)}
 		}
-		if res := rv.notModified(fr); res != nil {
-			return runOutcome{result: res} // 304: the cached result, as it was
+		if out, ok := rv.notModified(fr); ok {
+			return out // 304: the cached result, as it was
 		}
 		res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
 		html = fr.Body

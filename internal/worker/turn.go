@@ -227,6 +227,7 @@ func (tn *turn) runAndDecide() error {
 			out.result.Timings.HostWaitMs = tn.host.waited.Milliseconds()
 		}
 	}
+	tn.encodeResult(&o, &out)
 	switch err := w.finish(ctx, p.JobID, o); {
 	case errors.Is(err, rdb.ErrStaleAttempt):
 		// The job was taken over while this attempt ran (this worker was
@@ -251,6 +252,7 @@ func (tn *turn) runAndDecide() error {
 	if tn.slot != nil {
 		tn.slot.left = true // Finish gave the place back
 	}
+	tn.fresh.written = out.result
 	tn.storeResult(&o)
 	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
 	if out.err != nil {
@@ -284,7 +286,7 @@ func (tn *turn) end() {
 	tn.releaseHost()
 	tn.endSession()
 	if tn.report {
-		w.ended(tn.ctx, tn.p)
+		w.endedWith(tn.ctx, tn.p, tn.written())
 	}
 }
 

@@ -74,6 +74,10 @@ type Deps struct {
 	Cache   *rdb.Cache
 	Tracker *rdb.Tracker
 	Fresh   *fresh.Metrics
+	// PageEvents reports whether the batch of a batch job sends
+	// batch.page (nil: assume it does); a job that reused a cached result
+	// then reads it back whole for the event.
+	PageEvents func(ctx context.Context, p *jobs.RunPayload) bool
 }
 
 // Worker runs fetch and interact tasks.
