@@ -74,6 +74,8 @@ func Validators(e *Entry) map[string]string {
 // errors (429, 5xx, …) are passing states that a later fetch should not
 // be served.
 func Storable(res *spec.Result) bool {
+	// PROXY (#18): a result the block rules flagged (result.blocked) is
+	// not a page of the site: leave it out too once Result has Blocked.
 	if res == nil {
 		return false
 	}

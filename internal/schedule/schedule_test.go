@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"testing"
 	"time"
@@ -114,7 +115,8 @@ func TestRunnersCreateEachRunOnce(t *testing.T) {
 	}
 	start := func() (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
-		r := NewRunner(stores.Schedules, sub, reg, queue, Config{Lease: 2 * time.Second, Registerer: prometheus.NewRegistry()})
+		r := NewRunner(stores.Schedules, sub, reg, queue, Config{Lease: 2 * time.Second, Registerer: prometheus.NewRegistry(),
+			Logger: slog.New(slog.DiscardHandler)})
 		done := make(chan struct{})
 		go func() { r.Run(ctx); close(done) }()
 		return func() { cancel(); <-done }

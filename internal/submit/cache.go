@@ -46,6 +46,10 @@ func (s *Service) fromCache(ctx context.Context, t *tenant.Tenant, kind string, 
 	}
 	res.URL, res.Timings = req.URL, spec.Timings{}
 	res.Cache = &spec.CacheInfo{Hit: true, AgeMs: fresh.Age(fe, now).Milliseconds(), SourceJob: e.Job}
+	// Admitted first: a job over the rate is not tracked.
+	if err := s.Admit(ctx, t); err != nil {
+		return nil, err
+	}
 	if req.ChangeTracking != nil {
 		md := ""
 		if res.Markdown != nil {
@@ -57,8 +61,8 @@ func (s *Service) fromCache(ctx context.Context, t *tenant.Tenant, kind string, 
 		s.Fresh.Change(res.Change.Status)
 	}
 	rec := rdb.JobRecord{ID: id, Tenant: t.ID, Kind: kind, URL: req.URL, CreatedAt: now, Webhook: req.Webhook}
-	if err := s.Jobs.CreateSucceeded(ctx, rec, res, int(t.Limits.RequestsPerSecond)); err != nil {
-		return nil, limitError(t, err)
+	if err := s.Jobs.CreateSucceeded(ctx, rec, res, 0); err != nil {
+		return nil, err
 	}
 	job := &spec.Job{ID: id, Kind: kind, Status: spec.StatusSucceeded, CreatedAt: now, StartedAt: &now, FinishedAt: &now,
 		URL: req.URL, Result: res}
