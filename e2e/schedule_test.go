@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +39,9 @@ func (e *Env) doAt(p *proc, method, path, key string, body, out any) *http.Respo
 
 // TestScheduleExactlyOnce runs a schedule due every 2 s (seconds field,
 // Europe/Berlin) against 3 API processes and 2 workers, all of which run
-// the scheduler, and restarts one API and one worker in the middle.
+// the scheduler, and restarts one API (killed: SIGKILL, so a run it
+// claimed may be left to be taken over) and one worker (SIGTERM) in the
+// middle.
 //
 // The count: the window is [t0, t0+30 s), t0 being the schedule's first
 // due time (its next_run_at when created): it holds exactly the 15 due
@@ -80,7 +83,8 @@ func TestScheduleExactlyOnce(t *testing.T) {
 
 	// Time is what is tested: the schedule runs while processes restart.
 	time.Sleep(time.Until(t0.Add(13 * time.Second)))
-	stopProc(t, apis[1], syscall.SIGTERM)
+	killed := apis[1]
+	stopProc(t, killed, syscall.SIGKILL)
 	e.StopWorker(0, syscall.SIGTERM)
 	apis[1] = e.StartExtraAPI("api1-again")
 	e.StartWorker()
@@ -171,6 +175,16 @@ func TestScheduleExactlyOnce(t *testing.T) {
 			t.Errorf("schedule.run %s delivered %d times", k, n)
 		}
 	}
+
+	// Who created the runs (each process logs the runs it recorded).
+	var who []string
+	for _, p := range append(apis, killed) {
+		who = append(who, fmt.Sprintf("%s %d", p.Name, strings.Count(p.logText(), `"msg":"schedule run"`)))
+	}
+	for i := range e.workers {
+		who = append(who, fmt.Sprintf("worker%d %d", i, strings.Count(e.WorkerLog(i), `"msg":"schedule run"`)))
+	}
+	t.Logf("%d runs in all; recorded by: %s", len(all), strings.Join(who, ", "))
 
 	if resp := e.Do("DELETE", "/v1/schedules/"+s.ID, keyA, nil, nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("delete: %d", resp.StatusCode)
