@@ -224,3 +224,12 @@ type ScheduleRun struct {
 	CreatedAt time.Time `json:"created_at"`
 	Error     string    `json:"error,omitempty"`
 }
+
+// ScheduleRun decodes the run of a schedule.run event.
+func (e *Event) ScheduleRun() (*ScheduleRun, error) {
+	var r ScheduleRun
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return nil, fmt.Errorf("event %s data: %w", e.Type, err)
+	}
+	return &r, nil
+}

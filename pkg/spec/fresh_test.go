@@ -75,3 +75,14 @@ func TestFreshnessDefaults(t *testing.T) {
 		t.Error("a webhook without only_changed skips a page")
 	}
 }
+
+func TestScheduleRunEvent(t *testing.T) {
+	ev := Event{Type: EventScheduleRun, Data: []byte(`{"schedule_id":"sch_1","scheduled_at":"2026-05-01T12:00:02Z","status":"created","batch_id":"bat_1","created_at":"2026-05-01T12:00:02.1Z"}`)}
+	r, err := ev.ScheduleRun()
+	if err != nil || r.ScheduleID != "sch_1" || r.BatchID != "bat_1" || r.ScheduledAt.Second() != 2 {
+		t.Errorf("%+v %v", r, err)
+	}
+	if _, err := (&Event{Type: EventScheduleRun, Data: []byte(`[`)}).ScheduleRun(); err == nil {
+		t.Error("no error for bad data")
+	}
+}
