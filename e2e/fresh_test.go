@@ -92,6 +92,10 @@ func TestResultCache(t *testing.T) {
 	if got := e.Wait(keyA, hit.ID, 10*time.Second); got.Status != spec.StatusSucceeded || got.Result.Cache == nil || !got.Result.Cache.Hit {
 		t.Errorf("GET of the hit: %+v", got)
 	}
+	e.Drain(t, 30*time.Second, func() int { return site.Hits("/cached") }, rcv.count)
+	if n := site.Hits("/cached"); n != 1 {
+		t.Errorf("the site saw %d requests after the hit, want still 1", n)
+	}
 
 	// Another tenant's identical request is not served from acme's cache;
 	// neither a session job, nor a request with other outputs.

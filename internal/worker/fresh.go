@@ -197,8 +197,11 @@ func (tn *turn) trackOutcome(o *rdb.Outcome) {
 }
 
 // storeResult puts a succeeded job's result into the cache, or, after a
-// 304, records that the entry was revalidated. A failure is only logged:
-// the job succeeded.
+// 304, records that the entry was revalidated, before the outcome is
+// written: once a client learns the job succeeded, a request of the same
+// page finds the result (should the outcome then be refused, the entry
+// still holds what the site served). A failure is only logged: the job
+// succeeds.
 func (tn *turn) storeResult(o *rdb.Outcome) {
 	w, p := tn.w, tn.p
 	if tn.fresh.key == "" || tn.hit() || o.Status != spec.StatusSucceeded || !p.Request.Stores(p.Kind) || !fresh.Storable(o.Result) ||

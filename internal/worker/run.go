@@ -22,8 +22,8 @@ type runOutcome struct {
 	err     *spec.Error
 	updated bool
 	saved   bool
-	// cached: the result is a cached one (fresh.go): result holds its
-	// head, core its core as the record keeps it.
+	// cached: the result is a cached one, reused (fresh.go): result
+	// holds its head, cached its core as the job's record keeps it.
 	cached *cachedResult
 }
 

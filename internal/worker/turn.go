@@ -228,6 +228,7 @@ func (tn *turn) runAndDecide() error {
 		}
 	}
 	tn.encodeResult(&o, &out)
+	tn.storeResult(&o) // before the job ends: a client told it succeeded finds it cached
 	switch err := w.finish(ctx, p.JobID, o); {
 	case errors.Is(err, rdb.ErrStaleAttempt):
 		// The job was taken over while this attempt ran (this worker was
@@ -253,7 +254,6 @@ func (tn *turn) runAndDecide() error {
 		tn.slot.left = true // Finish gave the place back
 	}
 	tn.fresh.written = out.result
-	tn.storeResult(&o)
 	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
 	if out.err != nil {
 		tn.log.Info("job failed", "code", out.err.Code, "err", out.err.Message, "duration_ms", time.Since(start).Milliseconds())
