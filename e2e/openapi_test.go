@@ -448,6 +448,102 @@ func TestOpenAPIResponses(t *testing.T) {
 		sc.raw("POST", e.APIURL+"/v1/map", keyA, `{"url":"`+strings.Repeat("a", 2<<20)+`"}`)
 	})
 
+	t.Run("freshness", func(t *testing.T) {
+		// A cache hit answers 200 with the job; tracked results carry
+		// result.change; a tracked batch its changes.
+		hour := int64(3600000)
+		req := client.Request{URL: site.URL + "/article?openapi-cache=1", Output: []string{"markdown"}, MaxAgeMs: &hour,
+			ChangeTracking: &client.ChangeTracking{Tag: "openapi"}}
+		a, err := c.Fetch(ctx, req)
+		must(err)
+		_, err = c.Wait(ctx, a.ID)
+		must(err)
+		hit, err := c.Fetch(ctx, req)
+		must(err)
+		if hit.Job == nil || hit.Job.Result.Cache == nil || !hit.Job.Result.Cache.Hit || hit.Job.Result.Change == nil {
+			t.Errorf("cache hit: %+v", hit)
+		}
+		zero := int64(0)
+		sc.raw("POST", e.APIURL+"/v1/fetch?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"max_age_ms":0,"store_in_cache":true}`, site.URL+"/plain"))
+		sc.raw("POST", e.APIURL+"/v1/fetch", keyA, fmt.Sprintf(`{"url":%q,"max_age_ms":-1}`, site.URL+"/plain"))
+		b, err := c.CreateBatch(ctx, client.BatchRequest{URLs: []string{site.URL + "/plain", site.URL + "/article"},
+			Template: &client.Request{MaxAgeMs: &zero, ChangeTracking: &client.ChangeTracking{Tag: "openapi-batch"}},
+			Webhook:  &client.WebhookConfig{URL: rcv.URL + "/changed", OnlyChanged: true}})
+		must(err)
+		done, err := c.WaitBatch(ctx, b.ID)
+		must(err)
+		if done.Changes == nil || done.Changes.New != 2 {
+			t.Errorf("tracked batch: %+v", done.Changes)
+		}
+		sc.raw("POST", e.APIURL+"/v1/batches", keyA, fmt.Sprintf(`{"urls":[%q],"webhook":{"url":%q,"only_changed":true}}`, site.URL, rcv.URL))
+	})
+
+	t.Run("schedules", func(t *testing.T) {
+		s, err := c.CreateSchedule(ctx, client.ScheduleRequest{Cron: "*/2 * * * * *", Timezone: "Europe/Berlin",
+			Batch:   &client.BatchRequest{URLs: []string{site.URL + "/plain"}},
+			Webhook: &client.WebhookConfig{URL: rcv.URL + "/schedule", Metadata: []byte(`{"k":"v"}`)}}, client.IdempotencyKey("openapi-schedule"))
+		must(err)
+		again, err := c.CreateSchedule(ctx, client.ScheduleRequest{Cron: "* * * * *", Fetch: &client.Request{URL: site.URL}}, client.IdempotencyKey("openapi-schedule"))
+		must(err)
+		if again.ID != s.ID {
+			t.Errorf("idempotent schedule: %s != %s", again.ID, s.ID)
+		}
+		f, err := c.CreateSchedule(ctx, client.ScheduleRequest{Cron: "@hourly", Fetch: &client.Request{URL: site.URL + "/plain"}, Paused: true})
+		must(err)
+		_, err = c.Schedule(ctx, s.ID)
+		must(err)
+		p, err := c.Schedules(ctx, client.ListOptions{Limit: 1})
+		must(err)
+		_, err = c.Schedules(ctx, client.ListOptions{Cursor: p.NextCursor})
+		must(err)
+		sc.raw("GET", e.APIURL+"/v1/schedules?cursor=abc", keyA, "")
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			runs, err := c.ScheduleRuns(ctx, s.ID, client.ListOptions{Limit: 1})
+			must(err)
+			if len(runs.Data) > 0 {
+				if runs.Data[0].BatchID != "" {
+					_, err := c.Batch(ctx, runs.Data[0].BatchID)
+					must(err)
+				}
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		sc.raw("GET", e.APIURL+"/v1/schedules/"+s.ID+"/runs?cursor=x", keyA, "")
+		paused := true
+		_, err = c.UpdateSchedule(ctx, s.ID, client.ScheduleUpdate{Paused: &paused})
+		must(err)
+		cron := "0 9 * * 1-5"
+		_, err = c.UpdateSchedule(ctx, f.ID, client.ScheduleUpdate{Cron: &cron, Paused: new(bool)})
+		must(err)
+		bad := "every day"
+		_, err = c.UpdateSchedule(ctx, s.ID, client.ScheduleUpdate{Cron: &bad})
+		wantErr(err, 422)
+		sc.raw("PATCH", e.APIURL+"/v1/schedules/"+s.ID, keyA, `{"paused":`)
+		sc.raw("PATCH", e.APIURL+"/v1/schedules/"+s.ID, keyA, `{"bogus":1}`)
+		sc.raw("PATCH", e.APIURL+"/v1/schedules/"+s.ID, keyA, `{"timezone":"`+strings.Repeat("a", 2<<20)+`"}`)
+		// Errors of create.
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, `{"cron":`)
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, `{"cron":"* * * * *"}`)
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, fmt.Sprintf(`{"cron":"CRON_TZ=UTC * * * * *","timezone":"Mars/Base","fetch":{"url":%q}}`, site.URL))
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, fmt.Sprintf(`{"cron":"* * * * *","fetch":{"url":%q,"bogus":1},"batch":{"urls":[]}}`, site.URL))
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, `{"cron":"* * * * *","batch":{"urls":["ftp://x"],"template":{"output":["pdf"]}}}`)
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyF, fmt.Sprintf(`{"cron":"* * * * *","fetch":{"url":%q,"identity":"de-desktop"}}`, site.URL))
+		sc.raw("POST", e.APIURL+"/v1/schedules", keyA, `{"cron":"`+strings.Repeat("a", 33<<20)+`"}`)
+		for _, id := range []string{"sch_nope", "job_1"} {
+			_, err = c.Schedule(ctx, id)
+			wantErr(err, 404)
+			_, err = c.UpdateSchedule(ctx, id, client.ScheduleUpdate{Paused: &paused})
+			wantErr(err, 404)
+			_, err = c.ScheduleRuns(ctx, id, client.ListOptions{})
+			wantErr(err, 404)
+			wantErr(c.DeleteSchedule(ctx, id), 404)
+		}
+		must(c.DeleteSchedule(ctx, s.ID))
+		must(c.DeleteSchedule(ctx, f.ID))
+	})
+
 	t.Run("unauthorized", func(t *testing.T) {
 		// Every /v1 operation answers 401 without a key, and with a wrong one.
 		for path, item := range doc.Paths.Map() {
@@ -460,7 +556,7 @@ func TestOpenAPIResponses(t *testing.T) {
 			}
 			for method := range item.Operations() {
 				body := ""
-				if method == "POST" || method == "PUT" {
+				if method == "POST" || method == "PUT" || method == "PATCH" {
 					body = "{}"
 				}
 				sc.raw(method, e.APIURL+p, "", body)

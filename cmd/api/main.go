@@ -19,9 +19,11 @@ import (
 	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/fetch"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/metrics"
 	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
+	"github.com/pagefleet/pagefleet/internal/schedule"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
 	"github.com/pagefleet/pagefleet/internal/tenant"
@@ -68,10 +70,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	stores := rdb.Open(rc, cfg.ResultTTL)
+	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
 	queue := asynq.NewClientFromRedisClient(rc)
 	submitter := submit.New(submit.Deps{Jobs: stores.Jobs, Batches: stores.Batches, Sessions: stores.Sessions,
-		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
+		Idem: stores.Idempotency, Queue: queue, LineTTL: sessions.LineTTL(), Logger: log,
+		Cache: stores.Cache, Tracker: stores.Tracker, Fresh: fresh.NewMetrics(reg), WebhookSchedule: cfg.WebhookSchedule})
+	// Every API and worker process runs the schedules that fall due; each
+	// due time makes one run whichever of them claims it (package schedule).
+	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
+		schedule.Config{WebhookSchedule: cfg.WebhookSchedule, Logger: log, Registerer: reg})
 	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
 		api.Deps{Redis: rc, Tenants: tenants, Proxies: proxies, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg,
@@ -84,9 +91,13 @@ func run() error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
+	scheduled := make(chan struct{})
+	go func() { defer close(scheduled); schedules.Run(ctx) }()
 	<-ctx.Done()
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return srv.Stop(sctx)
+	err = srv.Stop(sctx)
+	<-scheduled // the runs it started are created (each within its lease)
+	return err
 }

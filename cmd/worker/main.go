@@ -1,10 +1,11 @@
 // Command worker pulls jobs from asynq and runs them as plain HTTP fetches or
 // in pooled headless Chrome.
 //
-// Shutdown order on SIGTERM: stop pulling work and let in-flight jobs finish
-// within PAGEFLEET_SHUTDOWN_TIMEOUT; then the rest stop and hand their jobs
-// back (worker.Drain) and Chrome stops, and asynq requeues their tasks; stop
-// the heartbeat and leave the workers' registry (worker.Recovery); stop the
+// Shutdown order on SIGTERM: stop pulling work (and claiming schedules' due
+// times) and let in-flight jobs finish within PAGEFLEET_SHUTDOWN_TIMEOUT;
+// then the rest stop and hand their jobs back (worker.Drain) and Chrome
+// stops, and asynq requeues their tasks; wait for the schedule runs this
+// worker started; stop the heartbeat and leave the workers' registry (worker.Recovery); stop the
 // Chrome pool (no chromium process outlives the worker), stop the egress
 // proxy and the metrics server, then close Redis.
 package main
@@ -32,11 +33,14 @@ import (
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/metrics"
 	"github.com/pagefleet/pagefleet/internal/polite"
 	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
+	"github.com/pagefleet/pagefleet/internal/schedule"
 	"github.com/pagefleet/pagefleet/internal/session"
+	"github.com/pagefleet/pagefleet/internal/submit"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 	"github.com/pagefleet/pagefleet/internal/webhook"
 	"github.com/pagefleet/pagefleet/internal/worker"
@@ -120,6 +124,14 @@ func run() error {
 		Follower: crawl.NewFollower(batches, fetcher, log),
 		Schedule: cfg.WebhookSchedule, Logger: log, Registry: reg})
 	recovery := worker.NewRecovery(workerID, rdb.NewWorkers(rc), jobStore, queue, log, reg)
+	// Freshness: the result cache and change tracking in each job's turn;
+	// the schedule runner (every worker and API process runs one).
+	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
+	freshMetrics := fresh.NewMetrics(reg)
+	submitter := submit.New(submit.Deps{Jobs: jobStore, Batches: batches, Sessions: stores.Sessions, Idem: stores.Idempotency,
+		Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
+	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
+		schedule.Config{WebhookSchedule: cfg.WebhookSchedule, Logger: log, Registerer: reg})
 	w := worker.New(worker.Deps{
 		ID:    workerID,
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
@@ -148,6 +160,7 @@ func run() error {
 				}
 				return nil
 			}},
+		Cache:      stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -204,6 +217,8 @@ func run() error {
 	defer lcancel()
 	go w.CancelListener(lctx)
 	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
+	scheduled := make(chan struct{})
+	go func() { defer close(scheduled); schedules.Run(ctx) }()
 	if err := recovery.Start(ctx); err != nil {
 		return err
 	}
@@ -232,6 +247,7 @@ func run() error {
 		<-drained
 	}
 	lcancel()
+	<-scheduled // the schedule runs it started are created (each within its lease)
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := recovery.Stop(sctx); err != nil {

@@ -69,6 +69,7 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 	if body.Webhook != nil {
 		errs = append(errs, body.Webhook.Validate("webhook", batch.Events)...)
 	}
+	errs = append(errs, spec.ValidateBatchFreshness(body.Webhook, &tmpl)...)
 	if errs = mergeFieldErrors(decodeErrs, errs); len(errs) > 0 {
 		return nil, nil, invalid(errs)
 	}
@@ -82,6 +83,7 @@ func (s *Server) validateBatch(ctx context.Context, t *tenant.Tenant, body *batc
 		return nil, nil, err
 	}
 	tmpl.Normalize(spec.KindFetch)
+	tmpl.NormalizeFreshness()
 	kind.Template(&tmpl)
 	return kind, &tmpl, nil
 }
@@ -103,6 +105,9 @@ func (s *Server) createBatch(c echo.Context) error {
 		return err
 	}
 	b := &rdb.Batch{Kind: kind.Name(), Template: *tmpl, Webhook: body.Webhook, Crawl: body.Crawl}
+	if tmpl.ChangeTracking != nil {
+		b.TrackScope = rdb.TrackScope("", tmpl.ChangeTracking.Tag)
+	}
 	acc, err := s.submitter.Batch(ctx, t, b, kind.Seeds(&body.BatchRequest), idem)
 	if err != nil {
 		return submitProblem(err)

@@ -67,6 +67,7 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 			return err
 		}
 		req.Normalize(kind)
+		req.NormalizeFreshness()
 
 		idem, err := idempotencyKey(c)
 		if err != nil {
@@ -82,6 +83,10 @@ func (s *Server) submit(kind string) echo.HandlerFunc {
 		} else {
 			s.jobsIn.WithLabelValues(kind).Inc()
 			s.log.Info("job accepted", "job", acc.ID, "tenant", t.ID, "kind", kind)
+		}
+		if acc.Done != nil {
+			// Served from the result cache: the job has ended already.
+			return c.JSON(http.StatusOK, acc.Done)
 		}
 		if wait > 0 {
 			return s.waitAndAnswer(c, t, acc.ID, wait)

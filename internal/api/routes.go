@@ -66,6 +66,12 @@ var routeTable = []route{
 	on(http.MethodGet, "/v1/batches/:id/jobs", keyed, func(s *Server) echo.HandlerFunc { return s.batchJobs }),
 	on(http.MethodGet, "/v1/batches/:id/deliveries", keyed, func(s *Server) echo.HandlerFunc { return s.batchDeliveries }),
 	on(http.MethodPost, "/v1/map", keyed, func(s *Server) echo.HandlerFunc { return s.mapSite }),
+	on(http.MethodPost, "/v1/schedules", keyed, func(s *Server) echo.HandlerFunc { return s.createSchedule }),
+	on(http.MethodGet, "/v1/schedules", keyed, func(s *Server) echo.HandlerFunc { return s.listSchedules }),
+	on(http.MethodGet, "/v1/schedules/:id", keyed, func(s *Server) echo.HandlerFunc { return s.getSchedule }),
+	on(http.MethodPatch, "/v1/schedules/:id", keyed, func(s *Server) echo.HandlerFunc { return s.updateSchedule }),
+	on(http.MethodDelete, "/v1/schedules/:id", keyed, func(s *Server) echo.HandlerFunc { return s.deleteSchedule }),
+	on(http.MethodGet, "/v1/schedules/:id/runs", keyed, func(s *Server) echo.HandlerFunc { return s.scheduleRuns }),
 
 	{methods: adminMethods, path: AdminQueuesPath, access: admin, handler: (*Server).queueDashboard},
 	{methods: adminMethods, path: AdminQueuesPath + "/*", access: admin, handler: (*Server).queueDashboard},

@@ -24,6 +24,7 @@ import (
 
 	"github.com/pagefleet/pagefleet/internal/crawl"
 	"github.com/pagefleet/pagefleet/internal/proxy"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
@@ -57,6 +58,8 @@ type Server struct {
 	idents    *rdb.Identities
 	proxies   *proxy.Directory
 	deliv     *rdb.Deliveries
+	schedules *rdb.Schedules
+	idem      *rdb.Idempotency
 	submitter *submit.Service
 	fetcher   crawl.Fetcher
 	queue     *asynq.Client
@@ -127,7 +130,8 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if d.Submit == nil {
 		d.Submit = submit.New(submit.Deps{Jobs: d.Stores.Jobs, Batches: d.Stores.Batches, Sessions: d.Stores.Sessions,
-			Idem: d.Stores.Idempotency, Queue: d.Queue, Logger: d.Logger})
+			Idem: d.Stores.Idempotency, Queue: d.Queue, Logger: d.Logger,
+			Cache: d.Stores.Cache, Tracker: d.Stores.Tracker, Fresh: fresh.NewMetrics(reg), WebhookSchedule: cfg.WebhookSchedule})
 	}
 	f := promauto.With(reg)
 	s := &Server{
@@ -137,6 +141,8 @@ func New(cfg Config, d Deps) *Server {
 		idents:    d.Stores.Identities,
 		proxies:   d.Proxies,
 		deliv:     d.Stores.Deliveries,
+		schedules: d.Stores.Schedules,
+		idem:      d.Stores.Idempotency,
 		queue:     d.Queue,
 		submitter: d.Submit,
 		fetcher:   d.Fetcher,

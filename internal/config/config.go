@@ -54,6 +54,10 @@ type Config struct {
 	// before it cuts the client off (slowloris).
 	ReadHeaderTimeout time.Duration
 	LogFormat         string
+
+	// CacheTTL is how long the result cache keeps an entry after it was
+	// written or revalidated (PAGEFLEET_CACHE_TTL).
+	CacheTTL time.Duration
 }
 
 // DefaultWebhookSchedule is ≈ 24 h of growing delays between delivery attempts.
@@ -160,6 +164,9 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	if c.ResultTTL, err = durVar("PAGEFLEET_RESULT_TTL", 24*time.Hour, time.Second); err != nil {
+		return nil, err
+	}
+	if c.CacheTTL, err = durVar("PAGEFLEET_CACHE_TTL", 48*time.Hour, time.Second); err != nil {
 		return nil, err
 	}
 	if c.SessionTTL, err = durVar("PAGEFLEET_SESSION_TTL", 24*time.Hour, time.Second); err != nil {

@@ -51,6 +51,14 @@ type Batch struct {
 	Template spec.Request
 	Webhook  *spec.Webhook
 	Crawl    *spec.Crawl
+
+	// ScheduleID and ScheduledAt name the schedule run that created the
+	// batch.
+	ScheduleID  string
+	ScheduledAt time.Time
+	// TrackScope (TrackScope) is the line of runs a batch with change
+	// tracking belongs to ("": not tracked).
+	TrackScope string
 }
 
 // BatchView is the batch object of GET /v1/batches/{id} with the tenant it
@@ -100,6 +108,12 @@ func (s *Batches) fields(b *Batch, total, open int) ([]any, error) {
 		}
 		f = append(f, "crawl", c)
 	}
+	if b.ScheduleID != "" {
+		f = append(f, "schedule_id", b.ScheduleID, "scheduled_at", b.ScheduledAt.UTC().Format(time.RFC3339Nano))
+	}
+	if b.TrackScope != "" {
+		f = append(f, "track", trackRunKey(b.Tenant, b.TrackScope))
+	}
 	return f, nil
 }
 
@@ -124,16 +138,61 @@ func (s *Batches) CreateURLs(ctx context.Context, b *Batch, urls []string) error
 		args[i] = u
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, BatchKey(b.ID), f...)
-		p.PExpire(ctx, BatchKey(b.ID), s.ttl)
-		for i := 0; i < len(args); i += batchChunk {
-			p.RPush(ctx, urlsKey(b.ID), args[i:min(i+batchChunk, len(args))]...)
-		}
-		p.PExpire(ctx, urlsKey(b.ID), s.ttl)
-		s.index(ctx, p, b)
+		s.writeURLs(ctx, p, b, f, args)
 		return nil
 	})
 	return err
+}
+
+func (s *Batches) writeURLs(ctx context.Context, p redis.Pipeliner, b *Batch, f, urls []any) {
+	p.HSet(ctx, BatchKey(b.ID), f...)
+	p.PExpire(ctx, BatchKey(b.ID), s.ttl)
+	for i := 0; i < len(urls); i += batchChunk {
+		p.RPush(ctx, urlsKey(b.ID), urls[i:min(i+batchChunk, len(urls))]...)
+	}
+	p.PExpire(ctx, urlsKey(b.ID), s.ttl)
+	s.index(ctx, p, b)
+}
+
+// ErrBatchExists means CreateURLsNew found the batch written already.
+var ErrBatchExists = errors.New("batch exists")
+
+// CreateURLsNew is CreateURLs for a batch whose id is derived (a
+// schedule's run): when the batch exists already it writes nothing and
+// returns ErrBatchExists.
+func (s *Batches) CreateURLsNew(ctx context.Context, b *Batch, urls []string) error {
+	f, err := s.fields(b, len(urls), 1)
+	if err != nil {
+		return err
+	}
+	args := make([]any, len(urls))
+	for i, u := range urls {
+		args[i] = u
+	}
+	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		n, err := tx.Exists(ctx, BatchKey(b.ID)).Result()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrBatchExists
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			s.writeURLs(ctx, p, b, f, args)
+			return nil
+		})
+		return err
+	}, BatchKey(b.ID))
+	if errors.Is(err, redis.TxFailedErr) {
+		return ErrBatchExists // written meanwhile by another run of the same
+	}
+	return err
+}
+
+// Exists reports whether the batch exists.
+func (s *Batches) Exists(ctx context.Context, id string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, BatchKey(id)).Result()
+	return n > 0, err
 }
 
 // Remove deletes a batch that could not be started (its first task could
@@ -154,7 +213,7 @@ func (s *Batches) Remove(ctx context.Context, b *Batch) error {
 			}
 			p.ZRem(ctx, JobIndexKey(b.Tenant), members...)
 		}
-		p.Del(ctx, BatchKey(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID))
+		p.Del(ctx, BatchKey(b.ID), urlsKey(b.ID), markKey(b.ID), jobsKey(b.ID), seenKey(b.ID), robotsKey(b.ID), trackedKey(b.ID))
 		p.ZRem(ctx, batchIndexKey(b.Tenant), b.ID)
 		return nil
 	})
@@ -162,7 +221,8 @@ func (s *Batches) Remove(ctx context.Context, b *Batch) error {
 }
 
 var viewFields = []string{"tenant", "kind", "status", "created_at", "finished_at", "total", "queued", "running",
-	"succeeded", "failed", "cancelled", "cancel", "crawl"}
+	"succeeded", "failed", "cancelled", "cancel", "crawl",
+	"schedule_id", "scheduled_at", "track", "chg_new", "chg_same", "chg_changed", "chg_removed", "chg_removed_urls"}
 
 func decodeView(id, tenant string, vals []any) (*BatchView, error) {
 	str := func(i int) string { s, _ := vals[i].(string); return s }
@@ -185,6 +245,11 @@ func decodeView(id, tenant string, vals []any) (*BatchView, error) {
 			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
 		}
 	}
+	v.ScheduleID = str(13)
+	if t, err := time.Parse(time.RFC3339Nano, str(14)); err == nil {
+		v.ScheduledAt = &t
+	}
+	v.Changes = changesOf(str(15), str(16), str(17), str(18), str(19), str(20))
 	return v, nil
 }
 
@@ -200,7 +265,7 @@ func (s *Batches) Get(ctx context.Context, tenant, id string) (*BatchView, error
 
 // Meta returns what the batch was created with.
 func (s *Batches) Meta(ctx context.Context, id string) (*Batch, error) {
-	vals, err := s.rdb.HMGet(ctx, BatchKey(id), "tenant", "kind", "created_at", "template", "webhook", "crawl").Result()
+	vals, err := s.rdb.HMGet(ctx, BatchKey(id), "tenant", "kind", "created_at", "template", "webhook", "crawl", "schedule_id", "track").Result()
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +289,10 @@ func (s *Batches) Meta(ctx context.Context, id string) (*Batch, error) {
 		if err := json.Unmarshal([]byte(c), b.Crawl); err != nil {
 			return nil, fmt.Errorf("decode crawl of %s: %w", id, err)
 		}
+	}
+	b.ScheduleID = str(6)
+	if str(7) != "" && b.Template.ChangeTracking != nil {
+		b.TrackScope = TrackScope(b.ScheduleID, b.Template.ChangeTracking.Tag)
 	}
 	return b, nil
 }
@@ -343,8 +412,10 @@ func (s *Batches) Sweep(ctx context.Context, tenant, id string, start int64) (in
 }
 
 // settleLua completes the batch KEYS[1] when nothing of it is queued,
-// running or open (ARGV[1]: the time).
-const settleLua = `
+// running or open (ARGV[1]: the time); a tracked batch that completes
+// settles its changes (settleTrackLua; ARGV[3]: how long its URLs are
+// kept).
+const settleLua = settleTrackLua + `
 local h = redis.call('HMGET', KEYS[1], 'status', 'queued', 'running', 'open', 'cancel')
 if not h[1] then return 'missing' end
 if h[1] ~= 'running' then return h[1] end
@@ -352,6 +423,7 @@ if tonumber(h[2]) == 0 and tonumber(h[3]) == 0 and tonumber(h[4]) <= 0 then
   local st = 'completed'
   if h[5] == '1' then st = 'cancelled' end
   redis.call('HSET', KEYS[1], 'status', st, 'finished_at', ARGV[1])
+  if st == 'completed' then settle_track(KEYS[1]) end
   return 'now:' .. st
 end
 return 'running'
@@ -363,7 +435,8 @@ var settleScript = redis.NewScript(settleLua)
 // open, exactly once. It returns the batch's status (running, completed,
 // cancelled) and whether this call ended it.
 func (s *Batches) Settle(ctx context.Context, id string) (status string, now bool, err error) {
-	return settled(settleScript.Run(ctx, s.rdb, []string{BatchKey(id)}, time.Now().UTC().Format(time.RFC3339Nano)).Text())
+	return settled(settleScript.Run(ctx, s.rdb, []string{BatchKey(id)}, time.Now().UTC().Format(time.RFC3339Nano), "",
+		DefaultTrackTTL.Milliseconds()).Text())
 }
 
 var releaseSettleScript = redis.NewScript(`redis.call('ZREM', KEYS[2], ARGV[2])` + settleLua)
@@ -372,7 +445,7 @@ var releaseSettleScript = redis.NewScript(`redis.call('ZREM', KEYS[2], ARGV[2])`
 // batch (see Settle), in one round trip.
 func (s *Batches) ReleaseSlotAndSettle(ctx context.Context, tenant, jobID, batchID string) (status string, now bool, err error) {
 	return settled(releaseSettleScript.Run(ctx, s.rdb, []string{BatchKey(batchID), slotsKey(tenant)},
-		time.Now().UTC().Format(time.RFC3339Nano), jobID).Text())
+		time.Now().UTC().Format(time.RFC3339Nano), jobID, DefaultTrackTTL.Milliseconds()).Text())
 }
 
 func settled(r string, err error) (string, bool, error) {

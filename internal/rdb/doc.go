@@ -9,8 +9,10 @@
 // (batches), sessions.go and sessions_scripts.go (the session line, lease,
 // fence and state), identities.go, deliveries.go, idempotency.go and
 // migrate.go, workers.go (liveness and claims), hosts.go (the per-host
-// politeness gate), proxies.go (upstream proxy health and rotation).
-// Stores bundles them for a binary.
+// politeness gate), proxies.go (upstream proxy health and rotation), and
+// for freshness cache.go (the result cache, jobs served from it),
+// changes.go (tracked results, a tracked batch's changes) and
+// schedules.go. Stores bundles them for a binary.
 //
 // # Keys
 //
@@ -25,19 +27,25 @@
 //	{pf}:job:<id>                         hash    a job record: status, times, attempts,     result TTL
 //	                                              url, result (gzip), error, session_id,
 //	                                              batch_id, webhook, counted, task, owner,
-//	                                              depth, parent, disc (crawl discovery)
+//	                                              depth, parent, disc (crawl discovery),
+//	                                              schedule_id, scheduled_at, rx (the
+//	                                              result's own fields: EncodeResult)
 //	{pf}:t:<tenant>:jobs                  zset    the tenant's jobs by creation (µs)         result TTL
 //	{pf}:t:<tenant>:active                string  jobs not ended (the queued_jobs limit)     never
 //	{pf}:t:<tenant>:rps:<unix second>     string  creations in that second                   2 s
 //	{pf}:t:<tenant>:running               zset    running job ids by lease end (ms)          2 leases
 //	{pf}:t:<tenant>:idem:<sha256/16>      string  the object an Idempotency-Key created      24 h
-//	{pf}:batch:<id>                       hash    a batch: settings and counters             result TTL
+//	{pf}:batch:<id>                       hash    a batch: settings and counters,            result TTL
+//	                                              schedule_id, scheduled_at, track (its
+//	                                              scope's last-run key), chg_new, chg_same,
+//	                                              chg_changed, chg_removed, chg_removed_urls
 //	{pf}:batch:<id>:urls                  list    submitted URLs, until expanded             result TTL
 //	{pf}:batch:<id>:expanded              string  URLs that have job records                 result TTL
 //	{pf}:batch:<id>:jobs                  list    job ids in order                           result TTL
 //	{pf}:batch:<id>:seen                  hash    normalised URL → job id (crawls)           result TTL
 //	{pf}:batch:<id>:robots                hash    origin → robots.txt outcome (crawls)       result TTL
 //	{pf}:batch:<id>:robots:lock:<fnv32>   string  who fetches an origin's robots.txt         30 s
+//	{pf}:batch:<id>:tracked               set     normalised URLs a tracked batch's run saw  result TTL
 //	{pf}:t:<tenant>:batches               zset    the tenant's batches by creation (µs)      result TTL
 //	{pf}:t:<tenant>:bulk                  zset    running batch jobs by lease end (ms)       4 leases
 //	{pf}:{s:<tenant>:<sid>}:line          list    the session's job ids, head first          line TTL
@@ -56,6 +64,26 @@
 //	{pf}:w:<worker>:claims                hash    the tasks a worker runs (jobs.Claim)       none
 //	{pf}:workers                          zset    worker ids by last heartbeat (ms)          never
 //	{pf}:sweep:<task id>                  string  reruns of an archived batch expansion       48 h
+//	{pf}:t:<tenant>:cache:<key>           hash    a cached result's core (gzip), head     cache TTL
+//	                                              (status, headers, links), job, at, etag,
+//	                                              lm, md (fresh.Key is <key>)
+//	{pf}:t:<tenant>:cache                 zset    the tenant's cache keys by time (ms): the  cache TTL
+//	                                              cap on entries evicts the oldest
+//	{pf}:t:<tenant>:chg:<sha256/16>       hash    the last tracked result of a URL and tag:  30 days
+//	                                              job, at, dig, md (gzip), hasmd, and the
+//	                                              one before: pjob, pat, pdig
+//	{pf}:t:<tenant>:chg                   zset    the tenant's tracked lines by time (ms)    30 days
+//	{pf}:t:<tenant>:chgrun:<sha256/16>    set     URLs the last completed run of a           30 days
+//	                                              schedule (or tag) saw
+//	{pf}:sched:<id>                       hash    a schedule: tenant, cron, tz, kind, body,  never
+//	                                              webhook, paused, next (ms), last_run,
+//	                                              times, version
+//	{pf}:sched:<id>:runs                  zset    its recorded runs by due time (ms)         never (1000 kept)
+//	{pf}:sched:<id>:run                   hash    due time (ms) → run JSON                   never
+//	{pf}:t:<tenant>:schedules             zset    the tenant's schedules by creation (µs)    never
+//	{pf}:schedules:due                    zset    schedule ids by next due time (ms)         never
+//	{pf}:schedules:pending                zset    "<id>|<due ms>" claimed runs by the end    never
+//	                                              of their claim's lease (ms)
 //	{pf}:migrated:prefix                  string  the pf:* → {pf}:* rename ran               never
 //	{pf}:h:<tenant>|<host>:run            zset    running jobs on a host by lease end (ms)   1 h idle
 //	{pf}:h:<tenant>|<host>:wait           zset    waiting tasks by first arrival (ms)        1 h idle
@@ -80,6 +108,7 @@
 //	script              file                what
 //	gateScript          jobs.go             admit n jobs: rate and queued-jobs limits
 //	createGatedScript   jobs.go             admit one job, write its record, join its session line
+//	                                        (only new: a derived id's record written once)
 //	discardScript       jobs.go             take back a job whose task was not enqueued
 //	startScript         jobs.go             start an attempt (a cancelled batch's job is cancelled),
 //	                                        take a running_jobs place, record the owner and claim;
@@ -87,11 +116,13 @@
 //	renewRunningScript  jobs.go             renew a running_jobs place
 //	requeueScript       jobs.go             hand a running job back to queued (its owner only)
 //	finishScript        jobs.go             write an outcome once (its owner only), leave the
-//	                                        running set, end the claim
+//	                                        running set, end the claim; a tracked batch's job
+//	                                        counts its change and URL (batchTrackLua)
 //	cancelJobScript     jobs.go             cancel a queued or running job
 //	cancelQueuedScript  jobs_many.go        cancel those of a list of jobs still queued
 //	cancelBatchScript   batches.go          mark a batch cancelled
-//	settleScript        batches.go          complete a batch exactly once
+//	settleScript        batches.go          complete a batch exactly once; a tracked one's
+//	                                        removed URLs (settleTrackLua, changes.go)
 //	releaseSettleScript batches.go          give a bulk slot back and settle, in one step
 //	discoverScript      crawl.go            add a crawl page's links as jobs, each URL once
 //	discoveryDoneScript crawl.go            close a page's link discovery
@@ -119,6 +150,19 @@
 //	okScript            proxies.go          a proxy carried a try: a test passed
 //	putIdentityScript   identities.go       create or replace a profile under the limit
 //	reapWorkerScript    workers.go          take a dead worker's claims, exactly once
+//	cachePutScript      cache.go            keep a result unless a newer one is there; evict
+//	                                        past the tenant's cap
+//	cacheTouchScript    cache.go            a revalidated entry counts as produced now
+//	createEndedScript   cache.go            admit (rps) and write a job served from the cache
+//	swapScript          changes.go          make a result the last tracked one, return the one
+//	                                        it replaces
+//	createScheduleScript schedules.go       create a schedule under the tenant's limit
+//	updateScheduleScript schedules.go       change cron, time zone, paused, next (versioned)
+//	deleteScheduleScript schedules.go       delete a schedule, its runs and pending claims
+//	claimScript         schedules.go        claim a due time: the next due time moves on only
+//	                                        from the one claimed; the run is pending
+//	reletScript         schedules.go        take over a pending run whose claim lapsed
+//	completeScript      schedules.go        record a run, end its pending state
 //	leaveScript         workers.go          forget a worker that stops
 //
 // Fencing against dead workers: an owner token is "<worker id>/<nonce>";

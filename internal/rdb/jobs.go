@@ -87,6 +87,10 @@ type JobRecord struct {
 	// the tenant's job list: the jobs of a batch share the batch's creation
 	// time, and their index in the batch keeps their places distinct.
 	ListOrder int
+	// ScheduleID and ScheduledAt name the schedule run that created the
+	// job (a fetch schedule's).
+	ScheduleID  string
+	ScheduledAt time.Time
 }
 
 // fields are the field/value pairs of r's queued record.
@@ -105,6 +109,9 @@ func (r *JobRecord) fields() []any {
 	if r.Webhook != nil {
 		b, _ := json.Marshal(r.Webhook)
 		fields = append(fields, "webhook", b)
+	}
+	if r.ScheduleID != "" {
+		fields = append(fields, "schedule_id", r.ScheduleID, "scheduled_at", r.ScheduledAt.UTC().Format(time.RFC3339Nano))
 	}
 	return fields
 }
@@ -174,16 +181,18 @@ func (s *Jobs) Gate(ctx context.Context, tenant string, rps, maxActive, n int) e
 // writes and, for a session job, the job's place at the end of its
 // session's line: one round trip and no MULTI/EXEC. KEYS: rps counter,
 // active count, record, tenant index[, session line]. ARGV: rps,
-// maxActive, ttl (ms), score, trim-below score, id, line ttl (ms), then
-// the record's field/value pairs.
+// maxActive, ttl (ms), score, trim-below score, id, line ttl (ms), only
+// new ("1": a record that exists already is left as it is, -3), then the
+// record's field/value pairs.
 var createGatedScript = redis.NewScript(`
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
 if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then return -1 end
 local active = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[2]) > 0 and active + 1 > tonumber(ARGV[2]) then return -2 end
 redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[3], unpack(ARGV, 8))
+redis.call('HSET', KEYS[3], unpack(ARGV, 9))
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[5])
@@ -203,15 +212,29 @@ return 1
 // ErrQueueFull when the job is not admitted; on success the job holds a
 // place in the active count (r.Counted is implied).
 func (s *Jobs) CreateGated(ctx context.Context, r JobRecord, rps, maxActive int, lineTTL time.Duration) error {
+	return s.createGated(ctx, r, rps, maxActive, lineTTL, false)
+}
+
+// ErrJobExists means CreateNew found the job's record written already.
+var ErrJobExists = errors.New("job exists")
+
+// CreateNew is CreateGated for a job whose id is derived (a schedule's
+// run): when its record exists already it writes and counts nothing and
+// returns ErrJobExists.
+func (s *Jobs) CreateNew(ctx context.Context, r JobRecord, rps, maxActive int, lineTTL time.Duration) error {
+	return s.createGated(ctx, r, rps, maxActive, lineTTL, true)
+}
+
+func (s *Jobs) createGated(ctx context.Context, r JobRecord, rps, maxActive int, lineTTL time.Duration, onlyNew bool) error {
 	if r.BatchID != "" {
 		return errors.New("rdb: CreateGated is for jobs outside batches")
 	}
 	r.Counted = true
 	fields := r.fields()
 	sec := strconv.FormatInt(time.Now().Unix(), 10)
-	args := make([]any, 0, 7+len(fields))
+	args := make([]any, 0, 8+len(fields))
 	args = append(args, rps, maxActive, s.ttl.Milliseconds(), r.CreatedAt.UnixMicro(),
-		time.Now().Add(-s.ttl).UnixMicro(), r.ID, lineTTL.Milliseconds())
+		time.Now().Add(-s.ttl).UnixMicro(), r.ID, lineTTL.Milliseconds(), onlyNew)
 	args = append(args, fields...)
 	keys := []string{"{pf}:t:" + r.Tenant + ":rps:" + sec, ActiveKey(r.Tenant), JobKey(r.ID), jobIndexKey(r.Tenant)}
 	if r.SessionID != "" {
@@ -226,6 +249,8 @@ func (s *Jobs) CreateGated(ctx context.Context, r JobRecord, rps, maxActive int,
 		return ErrRateLimited
 	case -2:
 		return ErrQueueFull
+	case -3:
+		return ErrJobExists
 	}
 	return nil
 }
@@ -480,8 +505,10 @@ func (s *Jobs) Requeue(ctx context.Context, id, owner string) error {
 
 // finishScript ARGV: 1 status, 2 now, 3 result, 4 error, 5 session
 // updated, 6 events channel, 7 job id, 8 owner ("": any), 9 the owner's
-// claims hash.
-var finishScript = redis.NewScript(batchMoveLua + `
+// claims hash, 10 the result's change status ("": not tracked), 11 the
+// normalised URL a tracked batch's run saw, 12 the result's own fields
+// ("": none; see EncodeResult).
+var finishScript = redis.NewScript(batchMoveLua + batchTrackLua + `
 if ARGV[8] ~= '' then redis.call('HDEL', ARGV[9], 'job:' .. ARGV[7]) end
 local f = redis.call('HMGET', KEYS[1], 'status', 'counted', 'tenant', 'batch_id', 'owner')
 local st = f[1]
@@ -490,8 +517,12 @@ if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'result', ARGV[3], 'error', ARGV[4], 'session_updated', ARGV[5])
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'rx', ARGV[12]) end
 if f[2] == '1' then redis.call('DECR', '{pf}:t:' .. f[3] .. ':active') end
-if f[4] then batch_move(KEYS[1], st, ARGV[1]) end
+if f[4] then
+  batch_move(KEYS[1], st, ARGV[1])
+  batch_track(f[4], ARGV[10], ARGV[11])
+end
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 return 'ok'
 `)
@@ -507,6 +538,16 @@ type Outcome struct {
 	LeaveRunning string
 	// Owner is the attempt's owner token ("": write whoever runs the job).
 	Owner string
+	// Change is the result's change status ("": not tracked); a batch
+	// job's counts in its batch's changes (see Batches.Get).
+	Change string
+	// TrackURL is the normalised URL of a tracked batch job: the batch's
+	// run saw it (see batchTrackLua).
+	TrackURL string
+	// Core and Own are Result split by EncodeResult (Core may come from
+	// the result cache as it is); when Core is set, they are written
+	// instead of Result.
+	Core, Own []byte
 }
 
 // ErrStaleAttempt means another attempt owns the job now (its worker was
@@ -518,8 +559,8 @@ var ErrStaleAttempt = errors.New("another attempt owns the job")
 // ErrJobEnded and the stored outcome stays) or another attempt owns it
 // (ErrStaleAttempt). It ends the owner's claim either way.
 func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
-	var res []byte
-	if o.Result != nil {
+	res, own := o.Core, o.Own
+	if res == nil && o.Result != nil {
 		b, err := json.Marshal(o.Result)
 		if err != nil {
 			return fmt.Errorf("encode result: %w", err)
@@ -539,7 +580,7 @@ func (s *Jobs) Finish(ctx context.Context, id string, o Outcome) error {
 		keys = append(keys, runningKey(o.LeaveRunning))
 	}
 	r, err := finishScript.Run(ctx, s.rdb, keys, o.Status, time.Now().UTC().Format(time.RFC3339Nano),
-		res, eb, upd, EventsChannel, id, o.Owner, claimsKey(WorkerOf(o.Owner))).Text()
+		res, eb, upd, EventsChannel, id, o.Owner, claimsKey(WorkerOf(o.Owner)), o.Change, o.TrackURL, own).Text()
 	switch {
 	case err != nil:
 		return err
@@ -607,7 +648,8 @@ func (s *Jobs) Get(ctx context.Context, tenant, id string, withResult bool) (*Jo
 	return decodeJob(id, tenant, m)
 }
 
-var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook", "depth", "disc_by", "lastmod"}
+var fieldsNoResult = []string{"tenant", "kind", "status", "created_at", "started_at", "finished_at", "attempts", "url", "session_id", "session_updated", "batch_id", "error", "webhook", "depth", "disc_by", "lastmod",
+	"schedule_id", "scheduled_at"}
 
 func (s *Jobs) hgetNoResult(ctx context.Context, id string) (map[string]string, error) {
 	vals, err := s.rdb.HMGet(ctx, JobKey(id), fieldsNoResult...).Result()
@@ -653,6 +695,10 @@ func decodeJob(id, tenant string, m map[string]string) (*JobInfo, error) {
 		j.FinishedAt = &t
 	}
 	j.Attempts, _ = strconv.Atoi(m["attempts"])
+	j.ScheduleID = m["schedule_id"]
+	if t, err := time.Parse(time.RFC3339Nano, m["scheduled_at"]); err == nil {
+		j.ScheduledAt = &t
+	}
 	if in.SessionID != "" {
 		j.Session = &spec.SessionInfo{ID: in.SessionID, Updated: m["session_updated"] == "1"}
 	}
@@ -668,6 +714,11 @@ func decodeJob(id, tenant string, m map[string]string) (*JobInfo, error) {
 		j.Result = &spec.Result{}
 		if err := json.Unmarshal(b, j.Result); err != nil {
 			return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
+		}
+		if own := m["rx"]; own != "" {
+			if err := json.Unmarshal([]byte(own), j.Result); err != nil {
+				return nil, fmt.Errorf("decodeJob result of %s: %w", id, err)
+			}
 		}
 	}
 	if w := m["webhook"]; w != "" {

@@ -15,6 +15,11 @@ type Stores struct {
 	Identities  *Identities
 	Deliveries  *Deliveries
 	Idempotency *Idempotency
+	// Cache, Tracker and Schedules are the freshness stores: the result
+	// cache (its TTL: WithCacheTTL), tracked results, schedules.
+	Cache     *Cache
+	Tracker   *Tracker
+	Schedules *Schedules
 }
 
 // Open returns the stores on c; job records, batches and delivery logs
@@ -28,5 +33,15 @@ func Open(c redis.UniversalClient, ttl time.Duration) *Stores {
 		Identities:  NewIdentities(c, IdentitiesConfig{}),
 		Deliveries:  NewDeliveries(c, ttl),
 		Idempotency: NewIdempotency(c),
+		Cache:       NewCache(c, CacheConfig{}),
+		Tracker:     NewTracker(c, TrackerConfig{}),
+		Schedules:   NewSchedules(c, 0),
 	}
+}
+
+// WithCacheTTL replaces the cache by one whose entries live for ttl
+// (PAGEFLEET_CACHE_TTL) and returns s.
+func (s *Stores) WithCacheTTL(c redis.UniversalClient, ttl time.Duration) *Stores {
+	s.Cache = NewCache(c, CacheConfig{TTL: ttl})
+	return s
 }

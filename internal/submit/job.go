@@ -18,6 +18,9 @@ type Job struct {
 	// that request created; nothing was created now.
 	Replayed bool
 	Stored   *rdb.JobInfo
+	// Done is the job when it ended at submission: served from the result
+	// cache (freshness).
+	Done *spec.Job
 }
 
 // Job accepts a job of kind for tenant t: req must be validated and
@@ -26,7 +29,9 @@ type Job struct {
 // A job without a session costs two round trips (its admission and record
 // are one script, then the task); a session job's place in its line is
 // written by the same script. When the task cannot be enqueued, the record,
-// the line entry, the admission and the key are taken back.
+// the line entry, the admission and the key are taken back. A fetch with
+// max_age_ms that the tenant's result cache answers ends here: Done is the
+// succeeded job, and no task is enqueued.
 func (s *Service) Job(ctx context.Context, t *tenant.Tenant, kind string, req spec.Request, idemKey string) (Job, error) {
 	id := rdb.NewID("job")
 	prev, err := s.claim(ctx, t.ID, scopeJob, idemKey, id)
@@ -43,8 +48,15 @@ func (s *Service) Job(ctx context.Context, t *tenant.Tenant, kind string, req sp
 		return Job{ID: prev, CreatedAt: in.Job.CreatedAt, Replayed: true, Stored: in}, nil
 	}
 	now := time.Now().UTC()
+	done, err := s.fromCache(ctx, t, kind, &req, id, now)
+	if done != nil {
+		return Job{ID: id, CreatedAt: now, Done: done}, nil
+	}
 	p := &jobs.RunPayload{JobID: id, Tenant: t.ID, Kind: kind, AcceptedAt: now, Request: req}
-	if err := s.enqueueJob(ctx, t, p); err != nil {
+	if err == nil {
+		err = s.enqueueJob(ctx, t, p)
+	}
+	if err != nil {
 		if idemKey != "" {
 			// Kept, the key would answer 409 to the client's retry for 24 h.
 			s.untilDone("release an Idempotency-Key", id, func(ctx context.Context) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/tenant"
 )
@@ -66,6 +67,15 @@ type Deps struct {
 	// (session.Config.LineTTL).
 	LineTTL time.Duration
 	Logger  *slog.Logger
+
+	// Freshness: Cache serves fetches with max_age_ms at submit time (nil:
+	// never), Tracker compares their results (change_tracking), Fresh
+	// counts lookups, WebhookSchedule is the retry schedule of a hit's
+	// job.succeeded event.
+	Cache           *rdb.Cache
+	Tracker         *rdb.Tracker
+	Fresh           *fresh.Metrics
+	WebhookSchedule []time.Duration
 }
 
 // Service accepts jobs and batches.

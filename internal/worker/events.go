@@ -46,12 +46,19 @@ func (e *Events) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job
 }
 
 // ended reads the job record and tells the hooks.
-func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) {
+func (w *Worker) ended(ctx context.Context, p *jobs.RunPayload) { w.endedWith(ctx, p, nil) }
+
+// endedWith is ended when res is the result the turn wrote (nil: read it
+// from the record): the record is read without it.
+func (w *Worker) endedWith(ctx context.Context, p *jobs.RunPayload, res *spec.Result) {
 	if len(w.Hooks) == 0 || (p.Request.Webhook == nil && p.BatchID == "") {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	in, err := w.Jobs.Get(ctx, p.Tenant, p.JobID, true)
+	in, err := w.Jobs.Get(ctx, p.Tenant, p.JobID, res == nil)
+	if err == nil && res != nil {
+		in.Job.Result = res
+	}
 	if err != nil {
 		if err != rdb.ErrJobNotFound {
 			w.Logger.Error("read ended job", "job", p.JobID, "tenant", p.Tenant, "err", err)

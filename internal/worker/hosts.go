@@ -80,7 +80,7 @@ type hostTurn struct {
 func (tn *turn) takeHost() (bool, error) {
 	w, p := tn.w, tn.p
 	pol := w.Politeness
-	if pol == nil || pol.Hosts == nil {
+	if pol == nil || pol.Hosts == nil || tn.hit() { // a cache hit does not reach its host
 		return true, nil
 	}
 	host := polite.Host(p.Request.URL)

@@ -69,7 +69,7 @@ func (b *Bulk) JobEnded(ctx context.Context, p *jobs.RunPayload, job *spec.Job) 
 		}
 		return
 	}
-	if (job.Status == spec.StatusSucceeded || job.Status == spec.StatusFailed) && c.meta.Webhook.WantsEvent(spec.EventBatchPage) {
+	if (job.Status == spec.StatusSucceeded || job.Status == spec.StatusFailed) && c.meta.Webhook.WantsPage(job) {
 		if err := b.pageEvent(ctx, c.meta, job); err != nil {
 			b.cfg.Logger.Error("enqueue batch.page", "batch", p.BatchID, "job", p.JobID, "tenant", p.Tenant, "err", err)
 		}
@@ -144,4 +144,15 @@ func (b *Bulk) follow(ctx context.Context, m *rdb.Batch, p *jobs.RunPayload, job
 		return err
 	}
 	return b.store.DiscoveryDone(ctx, m.ID, p.JobID)
+}
+
+// PageEvents reports whether the batch of p sends batch.page events
+// (true when the batch cannot be read: the caller then reads what the
+// event needs).
+func (b *Bulk) PageEvents(ctx context.Context, p *jobs.RunPayload) bool {
+	if p.BatchID == "" {
+		return false
+	}
+	c, err := b.conf(ctx, p.BatchID)
+	return err != nil || c.meta.Webhook.WantsEvent(spec.EventBatchPage)
 }

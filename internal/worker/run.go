@@ -25,6 +25,9 @@ type runOutcome struct {
 	err     *spec.Error
 	updated bool
 	saved   bool
+	// cached: the result is a cached one, reused (fresh.go): result
+	// holds its head, cached its core as the job's record keeps it.
+	cached *cachedResult
 }
 
 // run executes the job and derives its outputs. It tries the job once
@@ -70,6 +73,9 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 			break // every proxy of the pool was tried: t is the last try's
 		}
 		t = w.try(runCtx, p, prev, lease != nil, ident, up, log, pace)
+		if t.reused != nil {
+			return *t.reused
+		}
 		entry := spec.Try{}
 		if up != nil {
 			entry.ProxyID = up.ID
@@ -169,6 +175,9 @@ type tryOutcome struct {
 	next    *spec.State // the session's state after the try
 	err     *spec.Error
 	blocked string
+	// reused is the whole outcome when a revalidation got 304: the
+	// cached result, as it was (fresh.go).
+	reused *runOutcome
 }
 
 // try runs the job once, directly (up nil) or through up.
@@ -214,6 +223,8 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 	if prev != nil {
 		freq.Cookies = prev.Cookies
 	}
+	rv := revalidationOf(ctx) // freshness: a stale cache entry's validators
+	rv.conditional(&freq)
 	if pace != nil {
 		if err := pace(ctx); err != nil {
 			return tryOutcome{err: asJobError(err, ctx)}
@@ -222,6 +233,9 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 	fr, err := w.Fetcher.Do(ctx, freq)
 	if err != nil {
 		return tryOutcome{err: asJobError(err, ctx)}
+	}
+	if out, ok := rv.notModified(fr); ok {
+		return tryOutcome{reused: &out} // 304: the cached result, as it was
 	}
 	res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
 	t := tryOutcome{res: res, html: fr.Body}

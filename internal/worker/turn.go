@@ -47,6 +47,8 @@ type turn struct {
 	ended bool
 	// report: tell the finish hooks (webhook events, batch pages).
 	report bool
+
+	fresh freshTurn // the job's cache entry and change (fresh.go)
 }
 
 // ProcessRun handles fetch and interact tasks.
@@ -71,6 +73,7 @@ func (w *Worker) ProcessRun(ctx context.Context, t *asynq.Task) error {
 		tn.claim = c.Encode()
 	}
 	defer tn.end()
+	tn.lookupCache()
 	if ok, err := tn.take(); !ok {
 		return err
 	}
@@ -170,13 +173,14 @@ func (tn *turn) runAndDecide() error {
 	w, p, ctx := tn.w, tn.p, tn.ctx
 	tn.log.Info("job started", "attempt", tn.attempt, "url", p.Request.URL)
 	start := time.Now()
-	out := w.run(tn.jobCtx, p, tn.lease, tn.log, tn.pace)
+	out := tn.runFresh()
 	mode := "plain"
 	if p.Request.Rendered(p.Kind) {
 		mode = "rendered"
 	}
 	w.runTime.WithLabelValues(p.Kind, mode).Observe(time.Since(start).Seconds())
 	tn.hostAnswered(out.result)
+	tn.track(&out)
 
 	cause := context.Cause(tn.jobCtx)
 	v := decide(facts{
@@ -222,12 +226,15 @@ func (tn *turn) runAndDecide() error {
 	if out.err != nil {
 		o.Status, o.Error = spec.StatusFailed, out.err
 	}
+	tn.trackOutcome(&o)
 	if out.result != nil {
 		out.result.Timings = spec.Timings{QueuedMs: max(0, start.Sub(p.AcceptedAt).Milliseconds()), RunMs: time.Since(start).Milliseconds()}
 		if tn.host != nil {
 			out.result.Timings.HostWaitMs = tn.host.waited.Milliseconds()
 		}
 	}
+	tn.encodeResult(&o, &out)
+	tn.storeResult(&o) // before the job ends: a client told it succeeded finds it cached
 	switch err := w.finish(ctx, p.JobID, o); {
 	case errors.Is(err, rdb.ErrStaleAttempt):
 		// The job was taken over while this attempt ran (this worker was
@@ -252,6 +259,7 @@ func (tn *turn) runAndDecide() error {
 	if tn.slot != nil {
 		tn.slot.left = true // Finish gave the place back
 	}
+	tn.fresh.written = out.result
 	w.jobsDone.WithLabelValues(p.Kind, o.Status).Inc()
 	if out.err != nil {
 		tn.log.Info("job failed", "code", out.err.Code, "err", out.err.Message, "duration_ms", time.Since(start).Milliseconds())
@@ -284,7 +292,7 @@ func (tn *turn) end() {
 	tn.releaseHost()
 	tn.endSession()
 	if tn.report {
-		w.ended(tn.ctx, tn.p)
+		w.endedWith(tn.ctx, tn.p, tn.written())
 	}
 }
 

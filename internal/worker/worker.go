@@ -20,6 +20,7 @@ import (
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
+	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/jobs"
@@ -71,6 +72,15 @@ type Deps struct {
 	// RunningLimit returns a tenant's running_jobs limit (0: none); jobs
 	// over it are handed back with ErrTenantBusy (see limits.go).
 	RunningLimit func(tenantID string) int
+	// Cache serves and keeps results (nil: no result cache), Tracker
+	// compares tracked results, Fresh counts both (see fresh.go).
+	Cache   *rdb.Cache
+	Tracker *rdb.Tracker
+	Fresh   *fresh.Metrics
+	// PageEvents reports whether the batch of a batch job sends
+	// batch.page (nil: assume it does); a job that reused a cached result
+	// then reads it back whole for the event.
+	PageEvents func(ctx context.Context, p *jobs.RunPayload) bool
 }
 
 // Worker runs fetch and interact tasks.

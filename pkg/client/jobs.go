@@ -44,6 +44,9 @@ type Accepted struct {
 	// Replayed is true when an Idempotency-Key repeated an earlier call:
 	// the job is the one that call created.
 	Replayed bool `json:"-"`
+	// Job is the whole job when it ended at submission: a fetch with
+	// MaxAgeMs served from the result cache (Job.Result.Cache.Hit).
+	Job *Job `json:"-"`
 }
 
 // Fetch submits a fetch job: a plain HTTP fetch, or a page rendered in
@@ -58,10 +61,14 @@ func (c *Client) Interact(ctx context.Context, req Request, opts ...CallOption) 
 }
 
 func (c *Client) submit(ctx context.Context, kind string, req Request, opts []CallOption) (*Accepted, error) {
-	var a Accepted
-	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/" + kind, body: req, header: createHeader(opts)}, &a)
+	var j Job
+	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/" + kind, body: req, header: createHeader(opts)}, &j)
 	if err != nil {
 		return nil, err
+	}
+	a := Accepted{Accepted: spec.Accepted{ID: j.ID, Kind: j.Kind, Status: j.Status, CreatedAt: j.CreatedAt, Session: j.Session}}
+	if resp.StatusCode == http.StatusOK {
+		a.Job = &j
 	}
 	a.Location = resp.Header.Get("Location")
 	a.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"

@@ -132,6 +132,13 @@ type Batch struct {
 	FinishedAt *time.Time `json:"finished_at"`
 	// Crawl is the crawl's settings, defaults filled in (crawls only).
 	Crawl *Crawl `json:"crawl,omitempty"`
+	// ScheduleID and ScheduledAt (freshness) name the schedule run that
+	// created the batch.
+	ScheduleID  string     `json:"schedule_id,omitempty"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	// Changes (freshness) counts the pages of a batch with change
+	// tracking by change status.
+	Changes *Changes `json:"changes,omitempty"`
 }
 
 // Done reports whether the batch has ended: completed, or cancelled (a

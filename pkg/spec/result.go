@@ -38,6 +38,11 @@ type Job struct {
 	Session *SessionInfo `json:"session,omitempty"`
 	Result  *Result      `json:"result,omitempty"`
 	Error   *Error       `json:"error,omitempty"`
+
+	// ScheduleID and ScheduledAt (freshness) name the schedule run that
+	// created the job.
+	ScheduleID  string     `json:"schedule_id,omitempty"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 }
 
 // SessionInfo is the job's "session" field.
@@ -72,6 +77,11 @@ type Result struct {
 	// a proxy or was tried more than once.
 	AttemptsLog []Try   `json:"attempts_log,omitempty"`
 	Timings     Timings `json:"timings"`
+
+	// Cache and Change (freshness) say where the result came from and how
+	// it compares with the last tracked one.
+	Cache  *CacheInfo `json:"cache,omitempty"`
+	Change *Change    `json:"change,omitempty"`
 }
 
 // ActionResult is one entry of result.actions.

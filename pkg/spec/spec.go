@@ -61,6 +61,17 @@ type Request struct {
 	// RetryOnBlock is how many more times a blocked job is tried at once,
 	// each time through another proxy of its pool (0-5).
 	RetryOnBlock int `json:"retry_on_block,omitempty"`
+
+	// freshness (see fresh.go)
+
+	// MaxAgeMs serves a fetch from the tenant's result cache when it holds
+	// a result of the same request younger than this (0: never, but a
+	// plain fetch still revalidates the cached result).
+	MaxAgeMs *int64 `json:"max_age_ms,omitempty"`
+	// StoreInCache false keeps the job's result out of the cache.
+	StoreInCache *bool `json:"store_in_cache,omitempty"`
+	// ChangeTracking compares the result with the last tracked one.
+	ChangeTracking *ChangeTracking `json:"change_tracking,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -131,6 +142,9 @@ type Webhook struct {
 	URL      string          `json:"url"`
 	Events   []string        `json:"events,omitempty"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// OnlyChanged (freshness; a batch's webhook) sends batch.page only for
+	// pages whose change status is new or changed.
+	OnlyChanged bool `json:"only_changed,omitempty"`
 }
 
 // FieldError names one invalid field by its JSON path.
@@ -302,6 +316,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	if r.RetryOnBlock < 0 || r.RetryOnBlock > MaxRetryOnBlock {
 		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
 	}
+	errs = append(errs, r.validateFreshness(kind, prefix)...)
 	return errs
 }
 

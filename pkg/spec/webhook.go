@@ -112,7 +112,8 @@ type Event struct {
 	// every retry of one event, so a receiver can drop repeats. It is not
 	// part of the body.
 	ID string `json:"-"`
-	// Type is job.succeeded, job.failed, batch.page or batch.completed.
+	// Type is job.succeeded, job.failed, batch.page, batch.completed or
+	// schedule.run.
 	Type      string    `json:"type"`
 	Timestamp time.Time `json:"timestamp"`
 	// Data is the job (job.* and batch.page) or the batch (batch.completed).
