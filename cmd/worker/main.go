@@ -160,7 +160,7 @@ func run() error {
 				}
 				return nil
 			}},
-		Cache:      stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
+		Cache: stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,

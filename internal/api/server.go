@@ -23,8 +23,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pagefleet/pagefleet/internal/crawl"
-	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/fresh"
+	"github.com/pagefleet/pagefleet/internal/proxy"
 	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/internal/session"
 	"github.com/pagefleet/pagefleet/internal/submit"
