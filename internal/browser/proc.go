@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -277,10 +278,20 @@ func (b *browserProc) newTab(proxyServer string) (*tab, error) {
 	}
 	tctx, cancel := chromedp.NewContext(b.ctx, opt)
 	// The first run binds the tab's life to tctx, which has no deadline: a
-	// job's deadline lives on the contexts derived for its calls.
-	if err := chromedp.Do(tctx); err != nil {
-		cancel()
-		return nil, err
+	// job's deadline lives on the contexts derived for its calls. A
+	// watchdog bounds it instead: a tab whose renderer died while it was
+	// made can leave the first run waiting for ever.
+	first := make(chan error, 1)
+	go func() { first <- chromedp.Do(tctx) }()
+	select {
+	case err := <-first:
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+	case <-time.After(tabOpenTimeout):
+		cancel() // the first run ends with it (first is buffered)
+		return nil, errTabOpenTimeout
 	}
 	b.pool.metrics.contexts.Inc()
 	c := chromedp.FromContext(tctx)
@@ -403,15 +414,21 @@ func (b *browserProc) takeTab(ctx context.Context, proxyServer string) (*tab, er
 			break
 		}
 		var t *tab
+		gaveUp := false
 		select {
 		case t = <-b.spares:
 		case <-changed: // the maker may have failed: look again
 		case <-ctx.Done():
 		case <-b.stop:
+		case <-time.After(makerWait):
+			gaveUp = true // the maker is stuck or slow: make a tab of its own
 		}
 		b.pool.mu.Lock()
 		b.waiters--
 		b.pool.mu.Unlock()
+		if gaveUp {
+			break
+		}
 		switch {
 		case t != nil && t.usable():
 			return t, nil
@@ -477,6 +494,16 @@ func removeAll(dir string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// tabOpenTimeout bounds the making of one tab (a fresh context and its
+// first run); makerWait is the longest a job waits for the tab the warm-tab
+// maker is making before it makes its own.
+const (
+	tabOpenTimeout = 15 * time.Second
+	makerWait      = 2 * time.Second
+)
+
+var errTabOpenTimeout = errors.New("opening a tab timed out")
 
 // dataDirPrefix starts the name of every user data directory of a pool.
 const dataDirPrefix = "pagefleet-chrome-"
