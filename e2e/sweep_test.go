@@ -95,9 +95,11 @@ func TestChaosLastAttemptLost(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatalf("the third attempt never started; job %+v", e.Wait(keyA, id, time.Millisecond))
 	}
-	survivor := e.StartWorker()
+	// Kill first: starting the survivor takes seconds on a loaded machine,
+	// and the attempt's 3 s deadline must not pass before the kill.
 	killedAt := time.Now()
 	e.StopWorker(0, syscall.SIGKILL)
+	survivor := e.StartWorker()
 	j := e.Wait(keyA, id, 200*time.Second)
 	ended := j.FinishedAt.Sub(killedAt)
 	t.Logf("the job ended %s after the SIGKILL", ended.Round(100*time.Millisecond))
