@@ -65,6 +65,7 @@ type job struct {
 	changed        chan struct{} // closed and replaced on every tracked event
 	lifecycle      map[cdp.LoaderID]map[string]bool
 	docRequests    map[network.RequestID]cdp.LoaderID
+	sent           bool // req.Sent was called
 	responses      map[cdp.LoaderID]*network.Response
 	docFailed      map[cdp.LoaderID]string
 	commits        map[cdp.LoaderID]int // commit order of main-frame documents
@@ -217,6 +218,10 @@ func (j *job) onEvent(ev any) {
 		j.lastNet = time.Now()
 		if e.Type == network.ResourceTypeDocument && e.FrameID == j.main {
 			j.docRequests[e.RequestID] = e.LoaderID
+			if f := j.req.Sent; f != nil && !j.sent {
+				j.sent = true
+				f()
+			}
 		}
 	case *network.EventResponseReceived:
 		if j.req.BlockResources && isBlockedType(e.Type) && !j.unnamed && e.FrameID == j.main && missedByName(e.Response) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -117,6 +118,9 @@ type Request struct {
 	// the policy checks each hop's destination before the proxy hears of
 	// it.
 	Via *egress.Upstream
+	// Sent, when set, is called once, when the first request's headers
+	// are written (politeness records the moment the request left).
+	Sent func()
 }
 
 // Response is the outcome of a fetch.
@@ -243,6 +247,9 @@ func (c *Client) get(ctx, fctx context.Context, timeout time.Duration, req Reque
 			return nil, nil, nil, spec.Errorf(spec.CodeNavigationFailed, false, "build request for %s: %v", cur, err)
 		}
 		c.setHeaders(hreq, req.Headers, jar, cur, firstHost)
+		if hop == 0 && req.Sent != nil {
+			hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{WroteHeaders: req.Sent}))
+		}
 		resp, err := rt.RoundTrip(hreq)
 		if err != nil {
 			return nil, nil, nil, c.fail(ctx, fctx, timeout, cur, err)

@@ -230,6 +230,32 @@ func (s *Hosts) Pace(ctx context.Context, tenant, host string, delay, fleetDelay
 	return time.Duration(ms) * time.Millisecond, err
 }
 
+var sentHostScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, 2 do
+  if tonumber(ARGV[i]) > 0 then
+    local s = tonumber(redis.call('HGET', KEYS[i], 'sent') or '0')
+    if now > s then
+      redis.call('HSET', KEYS[i], 'sent', now)
+      redis.call('PEXPIRE', KEYS[i], ARGV[3])
+    end
+  end
+end
+return 0
+`)
+
+// Sent is told once a paced request has really left (its headers are
+// written, or the browser sends it): the host's last request time moves up
+// to now, so that the moments between Pace and the request's departure —
+// which grow on a loaded machine — do not shorten the next request's
+// delay. A next request still waiting in Pace's loop sees the later time.
+func (s *Hosts) Sent(ctx context.Context, tenant, host string, delay, fleetDelay time.Duration) error {
+	k, g := hostKeysOf(tenant, host), hostKeysOf("", host)
+	return sentHostScript.Run(ctx, s.rdb, []string{k.st, g.st}, delay.Milliseconds(), fleetDelay.Milliseconds(),
+		hostTTL.Milliseconds()).Err()
+}
+
 var renewHostScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

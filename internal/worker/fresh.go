@@ -102,7 +102,7 @@ func (tn *turn) runFresh() runOutcome {
 	if tn.fresh.use == fresh.Revalidate {
 		ctx = context.WithValue(ctx, revalidationKey{}, &revalidation{tn: tn})
 	}
-	return w.run(ctx, p, tn.lease, tn.log, tn.pace)
+	return w.run(ctx, p, tn.lease, tn.log, tn.pacerOf())
 }
 
 // revalidation makes a plain fetch conditional on the job's stale cache

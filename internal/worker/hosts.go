@@ -134,10 +134,16 @@ func (tn *turn) takeHost() (bool, error) {
 	}
 }
 
-// pace waits, right before the job's request, until the request leaves at
-// least the host's delay after the last one (see rdb.Hosts.Pace). Jobs to
-// a host without a delay skip it: no Redis call.
-func (tn *turn) pace(ctx context.Context) error {
+// pacer spaces a job's request from the last one to its host: wait runs
+// right before the request, sent once it has left.
+type pacer struct {
+	tn                *turn
+	delay, fleetDelay time.Duration
+}
+
+// pacerOf is the job's pacer, or nil for jobs to a host without a delay:
+// no Redis call.
+func (tn *turn) pacerOf() *pacer {
 	h := tn.host
 	if h == nil {
 		return nil
@@ -146,8 +152,15 @@ func (tn *turn) pace(ctx context.Context) error {
 	if h.settings.Delay <= 0 && fleet <= 0 {
 		return nil
 	}
+	return &pacer{tn: tn, delay: polite.Spaced(h.settings.Delay), fleetDelay: polite.Spaced(fleet)}
+}
+
+// wait waits until the request leaves at least the host's delay after the
+// last one (see rdb.Hosts.Pace).
+func (pc *pacer) wait(ctx context.Context) error {
+	tn := pc.tn
 	for {
-		wait, err := tn.w.Politeness.Hosts.Pace(ctx, tn.p.Tenant, h.host, polite.Spaced(h.settings.Delay), polite.Spaced(fleet))
+		wait, err := tn.w.Politeness.Hosts.Pace(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay)
 		if err != nil || wait <= 0 {
 			return nil // the gate spaced the start; a Redis hiccup does not fail the job
 		}
@@ -157,6 +170,18 @@ func (tn *turn) pace(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// sent records, without blocking the request, that it has left: the next
+// request to the host is spaced from now, not from when this one was paced
+// (rdb.Hosts.Sent).
+func (pc *pacer) sent() {
+	tn := pc.tn
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(tn.ctx), 2*time.Second)
+		defer cancel()
+		_ = tn.w.Politeness.Hosts.Sent(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay)
+	}()
 }
 
 // hostAnswered tells the host's gate what the host answered: a 429 or 503

@@ -34,7 +34,7 @@ type runOutcome struct {
 // directly, or through a proxy of its pool; a proxy that fails is replaced
 // at once by another of the pool, and a blocked answer is tried again
 // through another proxy up to retry_on_block times.
-func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger, pace func(context.Context) error) runOutcome {
+func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lease, log *slog.Logger, pace *pacer) runOutcome {
 	req := &p.Request
 	ident, ierr := w.loadIdentity(ctx, p.Tenant, req)
 	if ierr != nil {
@@ -181,8 +181,9 @@ type tryOutcome struct {
 }
 
 // try runs the job once, directly (up nil) or through up.
-// pace (may be nil) waits for the host right before the request.
-func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger, pace func(context.Context) error) tryOutcome {
+// pace (may be nil) waits for the host right before the request and
+// records when the request left.
+func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger, pace *pacer) tryOutcome {
 	req := &p.Request
 	res := &spec.Result{URL: req.URL}
 	if req.Rendered(p.Kind) {
@@ -191,7 +192,9 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
 			State: prev, CaptureState: inSession, Identity: browserIdentity(ident),
 			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
-			BeforeNavigate: pace,
+		}
+		if pace != nil {
+			breq.BeforeNavigate, breq.Sent = pace.wait, pace.sent
 		}
 		if up != nil {
 			var xerr *spec.Error
@@ -226,9 +229,10 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 	rv := revalidationOf(ctx) // freshness: a stale cache entry's validators
 	rv.conditional(&freq)
 	if pace != nil {
-		if err := pace(ctx); err != nil {
+		if err := pace.wait(ctx); err != nil {
 			return tryOutcome{err: asJobError(err, ctx)}
 		}
+		freq.Sent = pace.sent
 	}
 	fr, err := w.Fetcher.Do(ctx, freq)
 	if err != nil {
