@@ -119,6 +119,11 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		if jerr == nil {
 			jerr = spec.Errorf(spec.CodeInternal, true, "no try ran")
 		}
+		if t.diag != nil {
+			// A rendered job that failed before it had a page to show
+			// still keeps what the browser saw (capture.go).
+			return runOutcome{result: &spec.Result{URL: req.URL, Diagnostics: t.diag}, err: jerr}
+		}
 		return runOutcome{err: jerr}
 	}
 	if up != nil {
@@ -175,6 +180,9 @@ type tryOutcome struct {
 	next    *spec.State // the session's state after the try
 	err     *spec.Error
 	blocked string
+	// diag is the diagnostics of a rendered try that failed without a
+	// result (capture.go).
+	diag *spec.Diagnostics
 	// reused is the whole outcome when a revalidation got 304: the
 	// cached result, as it was (fresh.go).
 	reused *runOutcome
@@ -193,6 +201,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			State: prev, CaptureState: inSession, Identity: browserIdentity(ident),
 			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
 		}
+		captureRequest(&breq, p)
 		if pace != nil {
 			breq.BeforeNavigate, breq.Sent = pace.wait, pace.sent
 		}
@@ -209,7 +218,11 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			jerr = asJobError(err, ctx)
 		}
 		if br == nil {
-			return tryOutcome{err: jerr}
+			t := tryOutcome{err: jerr}
+			if d := diagnosedError(err); d != nil {
+				t.diag = w.keeper(ctx, p).diagnostics(d)
+			}
+			return t
 		}
 		res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
 		if shot {
@@ -219,6 +232,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
 				DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
 		}
+		w.keeper(ctx, p).keepCapture(res, br)
 		return tryOutcome{res: res, html: br.HTML, next: br.State, err: jerr}
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond

@@ -77,6 +77,9 @@ type Deps struct {
 	Cache   *rdb.Cache
 	Tracker *rdb.Tracker
 	Fresh   *fresh.Metrics
+	// Artifacts keeps the files of capture outputs and diagnostics (nil:
+	// they are left out, with a note; see capture.go).
+	Artifacts ArtifactStore
 	// PageEvents reports whether the batch of a batch job sends
 	// batch.page (nil: assume it does); a job that reused a cached result
 	// then reads it back whole for the event.

@@ -72,6 +72,14 @@ type Request struct {
 	StoreInCache *bool `json:"store_in_cache,omitempty"`
 	// ChangeTracking compares the result with the last tracked one.
 	ChangeTracking *ChangeTracking `json:"change_tracking,omitempty"`
+
+	// capture (see capture.go)
+
+	// Network says which XHR and fetch responses the network output keeps.
+	Network *NetworkCapture `json:"network,omitempty"`
+	// Diagnostics false keeps no diagnostics when a rendered job fails
+	// (default true).
+	Diagnostics *bool `json:"diagnostics,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -280,9 +288,10 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	seen := map[string]bool{}
 	for i, o := range r.Output {
 		switch o {
-		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON:
+		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON,
+			OutNetwork, OutHAR:
 		default:
-			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json")
+			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, network, har")
 			continue
 		}
 		if seen[o] {
@@ -317,6 +326,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
 	}
 	errs = append(errs, r.validateFreshness(kind, prefix)...)
+	errs = append(errs, r.validateCapture(kind, prefix)...)
 	return errs
 }
 
