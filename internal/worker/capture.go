@@ -17,8 +17,8 @@ import (
 // downloads and large response bodies never go into Redis.
 type ArtifactStore interface {
 	// Put stores data as the file name of the job and returns its
-	// artifact, with a signed URL.
-	Put(ctx context.Context, tenant, jobID, name, contentType string, data []byte) (*spec.Artifact, error)
+	// artifact, with a signed URL (internal/artifact's Store).
+	Put(ctx context.Context, jobID, name, contentType string, data []byte) (spec.Artifact, error)
 }
 
 // storeTimeout bounds the storing of a job's artifacts, which may run
@@ -57,12 +57,12 @@ func (k *keeper) put(name, contentType string, data []byte) (*spec.Artifact, str
 	k.n++
 	ctx, cancel := context.WithTimeout(k.ctx, storeTimeout)
 	defer cancel()
-	a, err := k.w.Artifacts.Put(ctx, k.p.Tenant, k.p.JobID, fmt.Sprintf("%s-%02d-%s", k.tag, k.n, name), contentType, data)
+	a, err := k.w.Artifacts.Put(ctx, k.p.JobID, fmt.Sprintf("%s-%02d-%s", k.tag, k.n, name), contentType, data)
 	if err != nil {
 		k.w.Logger.Warn("store an artifact", "job", k.p.JobID, "tenant", k.p.Tenant, "name", name, "err", err)
 		return nil, "storing the file failed"
 	}
-	return a, ""
+	return &a, ""
 }
 
 // keepCapture fills the capture outputs of a rendered try into res.

@@ -83,6 +83,17 @@ type Result struct {
 	Cache  *CacheInfo `json:"cache,omitempty"`
 	Change *Change    `json:"change,omitempty"`
 
+	// PDF is a PDF target's page count, or the pdf output.
+	PDF *PDFInfo `json:"pdf,omitempty"`
+	// Artifacts links the job's screenshot and pdf outputs in the
+	// artifact store, by name ("screenshot", "pdf").
+	Artifacts map[string]Artifact `json:"artifacts,omitempty"`
+	// Embed names the entries of Artifacts whose bytes the API puts
+	// inline (result.screenshot, result.pdf.data) when it answers; it is
+	// how a stored result remembers "artifacts": "inline", and is never
+	// part of an answer.
+	Embed []string `json:"embed,omitempty"`
+
 	// capture (see capture.go)
 
 	// Network lists the kept XHR and fetch responses (output network).

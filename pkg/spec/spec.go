@@ -73,6 +73,16 @@ type Request struct {
 	// ChangeTracking compares the result with the last tracked one.
 	ChangeTracking *ChangeTracking `json:"change_tracking,omitempty"`
 
+	// artifacts (see artifact.go)
+
+	// Screenshot shapes the screenshot output (nil: the viewport, PNG).
+	Screenshot *ScreenshotOptions `json:"screenshot,omitempty"`
+	// PDF shapes the pdf output (nil: A4, portrait).
+	PDF *PDFOptions `json:"pdf,omitempty"`
+	// Artifacts is "inline" (default) or "url": whether result.screenshot
+	// and result.pdf.data carry the bytes or only result.artifacts links.
+	Artifacts string `json:"artifacts,omitempty"`
+
 	// capture (see capture.go)
 
 	// Network says which XHR and fetch responses the network output keeps.
@@ -288,10 +298,10 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	seen := map[string]bool{}
 	for i, o := range r.Output {
 		switch o {
-		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON,
+		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON, OutPDF,
 			OutNetwork, OutHAR:
 		default:
-			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, network, har")
+			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, pdf, network, har")
 			continue
 		}
 		if seen[o] {
@@ -326,6 +336,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
 	}
 	errs = append(errs, r.validateFreshness(kind, prefix)...)
+	errs = append(errs, r.validateArtifacts(kind, prefix)...)
 	errs = append(errs, r.validateCapture(kind, prefix)...)
 	return errs
 }
