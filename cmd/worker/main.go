@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/crawl"
@@ -90,6 +91,7 @@ func run() error {
 		ContextsPerBrowser: (cfg.Concurrency + cfg.Browsers - 1) / cfg.Browsers,
 		JobsPerBrowser:     cfg.JobsPerBrowser, AllowPrivate: cfg.AllowPrivate,
 		ProxyURL: guard.URL(), EgressError: guard.LastError, Logger: log, Registerer: reg,
+		MaxDownloadBytes: cfg.MaxDownloadBytes,
 	})
 	if err != nil {
 		return err
@@ -128,6 +130,13 @@ func run() error {
 	// the schedule runner (every worker and API process runs one).
 	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
 	freshMetrics := fresh.NewMetrics(reg)
+	// The artifact store keeps the files of capture outputs and of
+	// failure diagnostics (HARs, DOMs, screenshots, downloads).
+	artifacts, err := artifact.OpenFleet(ctx, artifact.Settings{URL: cfg.ArtifactsURL, Secret: cfg.ArtifactsSecret,
+		PublicURL: cfg.PublicURL, TTL: cfg.ResultTTL}, stores.Artifacts)
+	if err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
 	submitter := submit.New(submit.Deps{Jobs: jobStore, Batches: batches, Sessions: stores.Sessions, Idem: stores.Idempotency,
 		Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
 	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
@@ -153,6 +162,7 @@ func run() error {
 			CrawlDelay: bulk.CrawlDelay,
 		},
 		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
+		Artifacts:  artifacts,
 		Proxies: &worker.Proxies{Dir: proxies, Picker: picker, Exits: exits,
 			BlockRules: func(id string) []spec.BlockRule {
 				if t := tenants.Get(id); t != nil {
