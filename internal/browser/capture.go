@@ -63,6 +63,7 @@ type recorder struct {
 	kept         []keptResponse
 	pending      map[network.RequestID]*keptResponse // matched, body not read yet
 	reading      int                                 // bodies being read
+	closed       bool                                // the job is closing: no more reads start
 	downloads    map[string]*download                // by guid
 	dlOrder      []*download
 	changed      chan struct{} // closed and replaced when a body or a download is ready

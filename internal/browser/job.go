@@ -146,6 +146,9 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 
 // close stops following the tab.
 func (j *job) close() {
+	j.rec.mu.Lock()
+	j.rec.closed = true // no more body reads start: wg.Wait below sees them all
+	j.rec.mu.Unlock()
 	j.cancel(context.Canceled)
 	j.stopAfter()
 	j.unlisten()
@@ -174,13 +177,13 @@ func lifecycleName(waitUntil string) (string, bool) {
 // only updates state.
 func (j *job) onEvent(ev any) {
 	if id := j.rec.onEvent(ev); id != "" {
-		if j.ctx.Err() == nil {
-			j.wg.Go(func() { j.readBody(id) })
-		} else {
-			j.rec.mu.Lock()
+		j.rec.mu.Lock()
+		if j.rec.closed {
 			j.rec.reading--
-			j.rec.mu.Unlock()
+		} else {
+			j.wg.Go(func() { j.readBody(id) })
 		}
+		j.rec.mu.Unlock()
 	}
 	crashed := false
 	j.mu.Lock()
