@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/pkg/spec"
@@ -132,4 +133,19 @@ func TestDownloadsOfParallelJobs(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestDownloadOverTheLimit(t *testing.T) {
+	t.Parallel()
+	s := captureSite(t)
+	p := startPool(t, browser.Config{AllowPrivate: true, MaxDownloadBytes: 4 << 10})
+	res, err := renderOn(t, p, browser.Request{URL: s.URL + "/files",
+		Actions: []spec.Action{{Type: spec.ActClick, Selector: "#a"}}}, 45*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Downloads) != 1 || res.Downloads[0].Data != nil || !strings.Contains(res.Downloads[0].Error, "limit") ||
+		res.Downloads[0].Filename != "report-a.csv" {
+		t.Errorf("downloads %+v, want report-a.csv refused for its size", res.Downloads)
+	}
 }
