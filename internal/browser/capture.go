@@ -454,16 +454,32 @@ func (j *job) diagnose() *Diagnostics {
 	stop := context.AfterFunc(j.tab.ctx, cancel)
 	defer stop()
 	d := &Diagnostics{Console: j.consoleMessages()}
-	if shot, err := cdp.Call(ctx, j.t, page.CaptureScreenshot, page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormatPng}); err == nil {
-		d.Screenshot = shot.Data
-	} else {
-		j.log.Debug("diagnostics: screenshot", "err", err)
-	}
-	var out [2]string
-	if err := j.evaluateInto(ctx, htmlScript, &out); err == nil {
-		d.DOM = out[1]
-	} else {
-		j.log.Debug("diagnostics: DOM", "err", err)
+	// Right after a failed navigation Chrome is still swapping in its
+	// error page ("Not attached to an active page"): try again shortly.
+	for try := 0; try < 4 && ctx.Err() == nil; try++ {
+		if try > 0 {
+			select {
+			case <-time.After(150 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		var err error
+		if d.Screenshot == nil {
+			var shot page.CaptureScreenshotResult
+			if shot, err = cdp.Call(ctx, j.t, page.CaptureScreenshot, page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormatPng}); err == nil {
+				d.Screenshot = shot.Data
+			}
+		}
+		if d.DOM == "" && err == nil {
+			var out [2]string
+			if err = j.evaluateInto(ctx, htmlScript, &out); err == nil {
+				d.DOM = out[1]
+			}
+		}
+		if err == nil {
+			break
+		}
+		j.log.Debug("diagnostics: capture the page", "try", try, "err", err)
 	}
 	if b, err := j.harLog(); err == nil {
 		d.HAR = b

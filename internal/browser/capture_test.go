@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -147,5 +148,27 @@ func TestDownloadOverTheLimit(t *testing.T) {
 	if len(res.Downloads) != 1 || res.Downloads[0].Data != nil || !strings.Contains(res.Downloads[0].Error, "limit") ||
 		res.Downloads[0].Filename != "report-a.csv" {
 		t.Errorf("downloads %+v, want report-a.csv refused for its size", res.Downloads)
+	}
+}
+
+func TestDiagnosticsOfAFailedNavigation(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/"
+	ln.Close()
+	res, err := render(t, browser.Request{URL: closed, Diagnostics: true})
+	var se *spec.Error
+	var de *browser.DiagnosedError
+	if res != nil || !errors.As(err, &se) || se.Code != spec.CodeConnectionRefused || !errors.As(err, &de) {
+		t.Fatalf("result %v, err %v: want connection_refused with diagnostics", res, err)
+	}
+	if d := de.Diagnostics; d == nil || d.HAR == nil || d.Screenshot == nil {
+		t.Errorf("diagnostics %+v", d)
+	}
+	if _, err := render(t, browser.Request{URL: closed}); errors.As(err, &de) {
+		t.Errorf("diagnostics without Request.Diagnostics: %v", err)
 	}
 }

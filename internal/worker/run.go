@@ -121,8 +121,9 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		}
 		if t.diag != nil {
 			// A rendered job that failed before it had a page to show
-			// still keeps what the browser saw (capture.go).
-			return runOutcome{result: &spec.Result{URL: req.URL, Diagnostics: t.diag}, err: jerr}
+			// still keeps what the browser saw at its last try
+			// (capture.go).
+			return runOutcome{result: &spec.Result{URL: req.URL, Diagnostics: w.keeper(ctx, p).diagnostics(t.diag)}, err: jerr}
 		}
 		return runOutcome{err: jerr}
 	}
@@ -181,8 +182,8 @@ type tryOutcome struct {
 	err     *spec.Error
 	blocked string
 	// diag is the diagnostics of a rendered try that failed without a
-	// result (capture.go).
-	diag *spec.Diagnostics
+	// result, not stored yet: only the last try's are (capture.go).
+	diag *browser.Diagnostics
 	// reused is the whole outcome when a revalidation got 304: the
 	// cached result, as it was (fresh.go).
 	reused *runOutcome
@@ -218,11 +219,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			jerr = asJobError(err, ctx)
 		}
 		if br == nil {
-			t := tryOutcome{err: jerr}
-			if d := diagnosedError(err); d != nil {
-				t.diag = w.keeper(ctx, p).diagnostics(d)
-			}
-			return t
+			return tryOutcome{err: jerr, diag: diagnosedError(err)}
 		}
 		res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
 		if shot {
