@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,13 +9,11 @@ import (
 	"image/png"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -27,29 +24,15 @@ func (e *Env) artifactBytes(t *testing.T, a *spec.Artifact) []byte {
 	if a == nil {
 		t.Fatal("no artifact")
 	}
-	u := a.URL
-	if strings.HasPrefix(u, "/") {
-		u = e.APIURL + u
+	if !strings.HasPrefix(a.URL, "http") {
+		t.Fatalf("artifact link %q is not absolute", a.URL)
 	}
-	resp, err := http.Get(u)
+	resp, err := http.Get(a.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == 404 && strings.Contains(string(b), "route not found") {
-		// TEMPORARY until the API serves GET /v1/artifacts/{id}
-		// (artifacts branch): read the shared file store directly.
-		t.Logf("GET %s: 404 %s; reading the store directly", a.URL, b)
-		st, serr := artifact.Open("file://"+filepath.Join(e.dir, "artifacts"), artifact.Config{})
-		if serr != nil {
-			t.Fatal(serr)
-		}
-		if b, err = st.Bytes(context.Background(), a.ID); err != nil {
-			t.Fatal(err)
-		}
-		resp.StatusCode = 200
-	}
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %d %s", a.URL, resp.StatusCode, b)
 	}

@@ -130,17 +130,15 @@ func run() error {
 	// the schedule runner (every worker and API process runs one).
 	stores := rdb.Open(rc, cfg.ResultTTL).WithCacheTTL(rc, cfg.CacheTTL)
 	freshMetrics := fresh.NewMetrics(reg)
-	// The artifact store keeps the files of capture outputs and of
-	// failure diagnostics (HARs, DOMs, screenshots, downloads).
-	artifacts, err := artifact.OpenFleet(ctx, artifact.Settings{URL: cfg.ArtifactsURL, Secret: cfg.ArtifactsSecret,
-		PublicURL: cfg.PublicURL, TTL: cfg.ResultTTL}, stores.Artifacts)
-	if err != nil {
-		return fmt.Errorf("artifact store: %w", err)
-	}
 	submitter := submit.New(submit.Deps{Jobs: jobStore, Batches: batches, Sessions: stores.Sessions, Idem: stores.Idempotency,
 		Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
 	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
 		schedule.Config{WebhookSchedule: cfg.WebhookSchedule, Logger: log, Registerer: reg})
+	store, err := artifact.OpenFleet(ctx, artifact.Settings{URL: cfg.ArtifactsURL, Secret: cfg.ArtifactsSecret, PublicURL: cfg.PublicURL, TTL: cfg.ResultTTL}, stores.Artifacts)
+	if err != nil {
+		return err
+	}
+	reaper := &artifact.Reaper{Store: store, Index: stores.Artifacts, Logger: log}
 	w := worker.New(worker.Deps{
 		ID:    workerID,
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
@@ -162,7 +160,6 @@ func run() error {
 			CrawlDelay: bulk.CrawlDelay,
 		},
 		Identities: rdb.NewIdentities(rc, rdb.IdentitiesConfig{}),
-		Artifacts:  artifacts,
 		Proxies: &worker.Proxies{Dir: proxies, Picker: picker, Exits: exits,
 			BlockRules: func(id string) []spec.BlockRule {
 				if t := tenants.Get(id); t != nil {
@@ -171,6 +168,7 @@ func run() error {
 				return nil
 			}},
 		Cache: stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
+		Artifacts: store,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -226,7 +224,8 @@ func run() error {
 	lctx, lcancel := context.WithCancel(context.Background())
 	defer lcancel()
 	go w.CancelListener(lctx)
-	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
+	go w.Sweep(lctx, cfg.SweepInterval)    // ends the jobs whose tasks asynq archived without an outcome
+	go reaper.Run(lctx, cfg.SweepInterval) // deletes the artifacts of jobs whose retention passed
 	scheduled := make(chan struct{})
 	go func() { defer close(scheduled); schedules.Run(ctx) }()
 	if err := recovery.Start(ctx); err != nil {

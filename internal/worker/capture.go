@@ -13,8 +13,9 @@ import (
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
-// ArtifactStore keeps the files of a job: HARs, DOMs, screenshots,
-// downloads and large response bodies never go into Redis.
+// ArtifactStore keeps the files of a job (internal/artifact's Store): HARs,
+// DOMs, screenshots, downloads and large response bodies never go into
+// Redis.
 type ArtifactStore interface {
 	// Put stores data as the file name of the job and returns its
 	// artifact, with a signed URL (internal/artifact's Store).
@@ -37,27 +38,32 @@ func captureRequest(breq *browser.Request, p *jobs.RunPayload) {
 
 // keeper stores the capture outputs of one try as artifacts of its job.
 type keeper struct {
-	w   *Worker
-	p   *jobs.RunPayload
-	ctx context.Context
-	tag string // makes the names of this try's files unique in the job
-	n   int    // files stored so far
+	w     *Worker
+	store ArtifactStore // nil: none
+	p     *jobs.RunPayload
+	ctx   context.Context
+	tag   string // makes the names of this try's files unique in the job
+	n     int    // files stored so far
 }
 
 func (w *Worker) keeper(ctx context.Context, p *jobs.RunPayload) *keeper {
-	return &keeper{w: w, p: p, ctx: context.WithoutCancel(ctx), tag: strconv.FormatInt(time.Now().UnixMilli()%1e8, 36)}
+	k := &keeper{w: w, p: p, ctx: context.WithoutCancel(ctx), tag: strconv.FormatInt(time.Now().UnixMilli()%1e8, 36)}
+	if w.Artifacts != nil {
+		k.store = w.Artifacts
+	}
+	return k
 }
 
 // put stores one file; it returns nil and the reason when there is no
 // store or storing failed.
 func (k *keeper) put(name, contentType string, data []byte) (*spec.Artifact, string) {
-	if k.w.Artifacts == nil {
+	if k.store == nil {
 		return nil, "no artifact store is configured"
 	}
 	k.n++
 	ctx, cancel := context.WithTimeout(k.ctx, storeTimeout)
 	defer cancel()
-	a, err := k.w.Artifacts.Put(ctx, k.p.JobID, fmt.Sprintf("%s-%02d-%s", k.tag, k.n, name), contentType, data)
+	a, err := k.store.Put(ctx, k.p.JobID, fmt.Sprintf("%s-%02d-%s", k.tag, k.n, name), contentType, data)
 	if err != nil {
 		k.w.Logger.Warn("store an artifact", "job", k.p.JobID, "tenant", k.p.Tenant, "name", name, "err", err)
 		return nil, "storing the file failed"

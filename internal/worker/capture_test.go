@@ -22,9 +22,14 @@ func (m memStore) Put(_ context.Context, jobID, name, contentType string, data [
 
 func TestKeepCaptureStaysOutOfRedis(t *testing.T) {
 	store := memStore{}
-	w := &Worker{Deps: Deps{Artifacts: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	w := &Worker{Deps: Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	p := &jobs.RunPayload{JobID: "job_1", Tenant: "acme", Kind: spec.KindInteract,
 		Request: spec.Request{Output: []string{spec.OutNetwork, spec.OutHAR}}}
+	keeper := func() *keeper {
+		k := w.keeper(context.Background(), p)
+		k.store = store
+		return k
+	}
 	big := []byte(strings.Repeat("x", 40<<10))
 	br := &browser.Result{
 		Network: []browser.NetworkResponse{
@@ -38,7 +43,7 @@ func TestKeepCaptureStaysOutOfRedis(t *testing.T) {
 		Diagnostics: &browser.Diagnostics{Screenshot: []byte("png"), DOM: "<html></html>", HAR: []byte("{}"), Console: []browser.ConsoleMessage{{Level: "error", Text: "x"}}},
 	}
 	res := &spec.Result{}
-	w.keeper(context.Background(), p).keepCapture(res, br)
+	keeper().keepCapture(res, br)
 	n := res.Network
 	inline := func(i int) bool { return n[i].Body != nil && n[i].BodyArtifact == nil }
 	stored := func(i int) bool { return n[i].Body == nil && n[i].BodyArtifact != nil }
@@ -57,7 +62,6 @@ func TestKeepCaptureStaysOutOfRedis(t *testing.T) {
 	}
 
 	// Without a store the files are left out, and the diagnostics say so.
-	w.Artifacts = nil
 	res = &spec.Result{}
 	w.keeper(context.Background(), p).keepCapture(res, br)
 	if res.HAR != nil || res.Diagnostics.Screenshot != nil || res.Diagnostics.Errors["screenshot"] == "" || res.Network[1].BodyArtifact != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
@@ -77,13 +78,16 @@ type Deps struct {
 	Cache   *rdb.Cache
 	Tracker *rdb.Tracker
 	Fresh   *fresh.Metrics
-	// Artifacts keeps the files of capture outputs and diagnostics (nil:
-	// they are left out, with a note; see capture.go).
-	Artifacts ArtifactStore
 	// PageEvents reports whether the batch of a batch job sends
 	// batch.page (nil: assume it does); a job that reused a cached result
 	// then reads it back whole for the event.
 	PageEvents func(ctx context.Context, p *jobs.RunPayload) bool
+
+	// Artifacts keeps the files jobs produce (screenshots, PDFs); nil:
+	// they stay inline in the result, as before artifacts. The files of
+	// capture outputs and diagnostics are left out without it, with a
+	// note (capture.go).
+	Artifacts *artifact.Store
 }
 
 // Worker runs fetch and interact tasks.

@@ -117,3 +117,26 @@ func (r *Request) validateCapture(kind, prefix string) []FieldError {
 	}
 	return errs
 }
+
+// CaptureArtifacts calls f with each artifact of the capture fields of r
+// (a network body, the HAR, the downloads, the diagnostics), so that the
+// API can complete their links.
+func (r *Result) CaptureArtifacts(f func(*Artifact)) {
+	visit := func(a *Artifact) {
+		if a != nil {
+			f(a)
+		}
+	}
+	for i := range r.Network {
+		visit(r.Network[i].BodyArtifact)
+	}
+	visit(r.HAR)
+	for i := range r.Downloads {
+		visit(r.Downloads[i].Artifact)
+	}
+	if d := r.Diagnostics; d != nil {
+		visit(d.Screenshot)
+		visit(d.DOM)
+		visit(d.HAR)
+	}
+}
