@@ -112,9 +112,6 @@ func (r *Request) validateArtifacts(kind, prefix string) []FieldError {
 			add("screenshot.selector", "is longer than 1024 characters")
 		}
 	}
-	if r.Wants(OutPDF) && !r.Rendered(kind) {
-		add("output", "pdf needs render_js: true")
-	}
 	if p := r.PDF; p != nil {
 		if !r.Wants(OutPDF) {
 			add("pdf", "needs pdf in output")
