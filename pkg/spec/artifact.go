@@ -37,8 +37,9 @@ const (
 
 // ScreenshotOptions shape the screenshot output.
 type ScreenshotOptions struct {
-	// FullPage captures the whole page rather than the viewport.
-	FullPage bool `json:"full_page,omitempty"`
+	// FullPage captures the whole page (default true), false the
+	// viewport.
+	FullPage *bool `json:"full_page,omitempty"`
 	// Selector captures one element (the first match), at its size.
 	Selector string `json:"selector,omitempty"`
 	// Format is "png" (default) or "jpeg".
@@ -46,6 +47,13 @@ type ScreenshotOptions struct {
 	// Quality is JPEG's quality, 1-100 (default 80).
 	Quality int `json:"quality,omitempty"`
 }
+
+// DefaultJPEGQuality is a JPEG screenshot's quality when none is given.
+const DefaultJPEGQuality = 80
+
+// CodeScreenshotFailed ends a job whose screenshot could not be taken as
+// asked (screenshot.selector matches no element, or one with no size).
+const CodeScreenshotFailed = "screenshot_failed"
 
 // PDFOptions shape the pdf output.
 type PDFOptions struct {
@@ -97,15 +105,12 @@ func (r *Request) validateArtifacts(kind, prefix string) []FieldError {
 		if s.Quality != 0 && s.Format != "jpeg" {
 			add("screenshot.quality", `is for format "jpeg" only`)
 		}
-		if s.FullPage && s.Selector != "" {
+		if s.FullPage != nil && *s.FullPage && s.Selector != "" {
 			add("screenshot.full_page", "and selector exclude each other")
 		}
 		if len(s.Selector) > 1024 {
 			add("screenshot.selector", "is longer than 1024 characters")
 		}
-	}
-	if r.Wants(OutPDF) && !r.Rendered(kind) {
-		add("output", "pdf needs render_js: true")
 	}
 	if p := r.PDF; p != nil {
 		if !r.Wants(OutPDF) {

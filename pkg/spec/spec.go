@@ -311,6 +311,9 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		if o == OutScreenshot && !r.Rendered(kind) {
 			add(fmt.Sprintf("output[%d]", i), "screenshot needs render_js: true")
 		}
+		if o == OutPDF && !r.Rendered(kind) {
+			add(fmt.Sprintf("output[%d]", i), "pdf needs render_js: true")
+		}
 	}
 	if seen[OutJSON] && r.Extract == nil {
 		add("extract", "is required when output has json")
