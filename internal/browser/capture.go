@@ -456,7 +456,7 @@ func (j *job) diagnose() *Diagnostics {
 	d := &Diagnostics{Console: j.consoleMessages()}
 	// Right after a failed navigation Chrome is still swapping in its
 	// error page ("Not attached to an active page"): try again shortly.
-	for try := 0; try < 4 && ctx.Err() == nil; try++ {
+	for try := 0; try < 12 && ctx.Err() == nil; try++ {
 		if try > 0 {
 			select {
 			case <-time.After(150 * time.Millisecond):
