@@ -25,6 +25,13 @@ type Reaper struct {
 
 const reapBatch = 100
 
+func (r *Reaper) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.Default()
+	}
+	return r.Logger
+}
+
 // Run reaps every interval until ctx ends.
 func (r *Reaper) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -34,8 +41,12 @@ func (r *Reaper) Run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := r.ReapOnce(ctx); err != nil && ctx.Err() == nil {
-				r.Logger.Warn("reap artifacts", "err", err)
+			n, err := r.ReapOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.logger().Warn("reap artifacts", "err", err)
+			}
+			if n > 0 {
+				r.logger().Debug("artifacts of expired jobs deleted", "jobs", n)
 			}
 		}
 	}

@@ -236,5 +236,18 @@ func OpenFleet(ctx context.Context, set Settings, f Fleet) (*Store, error) {
 			return nil, fmt.Errorf("artifact signing secret: %w", err)
 		}
 	}
-	return Open(set.URL, Config{TTL: set.TTL, Signer: NewSigner(secret, set.PublicURL, nil), Index: f})
+	b, err := OpenBackend(set.URL)
+	if err != nil {
+		return nil, err
+	}
+	if s3, ok := b.(*S3Backend); ok {
+		// Fail at start, not at the first job, when the bucket cannot be
+		// reached (it is made when missing and the credentials may).
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := s3.EnsureBucket(cctx); err != nil {
+			return nil, fmt.Errorf("artifact store bucket %q: %w", s3.bucket, err)
+		}
+	}
+	return New(b, Config{TTL: set.TTL, Signer: NewSigner(secret, set.PublicURL, nil), Index: f}), nil
 }

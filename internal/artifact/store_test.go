@@ -112,3 +112,52 @@ func TestParseID(t *testing.T) {
 		t.Errorf("ParseID = %q %q %v", j, n, err)
 	}
 }
+
+// memIndex is an in-memory DueIndex for the reaper's test.
+type memIndex struct{ due map[string]time.Time }
+
+func (m *memIndex) Track(_ context.Context, id string, until time.Time) error {
+	if until.After(m.due[id]) {
+		m.due[id] = until
+	}
+	return nil
+}
+
+func (m *memIndex) Due(_ context.Context, now time.Time, n int) ([]string, error) {
+	var out []string
+	for id, t := range m.due {
+		if !t.After(now) && len(out) < n {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+func (m *memIndex) Forget(_ context.Context, id string) error { delete(m.due, id); return nil }
+
+func TestReaperDeletesExpiredJobs(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFileBackend(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	idx := &memIndex{due: map[string]time.Time{}}
+	s := New(b, Config{TTL: time.Minute, Index: idx, Now: func() time.Time { return now }})
+	old, _ := s.Put(ctx, "job_old", "a.png", "image/png", []byte("old"))
+	now = now.Add(30 * time.Second)
+	young, _ := s.Put(ctx, "job_young", "a.png", "image/png", []byte("young"))
+	r := &Reaper{Store: s, Index: idx, Now: func() time.Time { return time.Unix(1000, 0).Add(61 * time.Second) }}
+	if n, err := r.ReapOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("ReapOnce = %d, %v", n, err)
+	}
+	if _, err := s.Bytes(ctx, old.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the expired job's artifact: %v", err)
+	}
+	if b, err := s.Bytes(ctx, young.ID); err != nil || string(b) != "young" {
+		t.Errorf("the young job's artifact: %q %v", b, err)
+	}
+	if _, ok := idx.due["job_old"]; ok {
+		t.Error("the reaped job is still indexed")
+	}
+}
