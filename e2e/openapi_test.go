@@ -29,7 +29,6 @@ func init() {
 	for _, ct := range []string{"text/html", "text/css", "text/javascript"} {
 		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
 	}
-	openapi3filter.RegisterBodyDecoder("image/png", openapi3filter.FileBodyDecoder) // artifacts
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", ndjsonDecoder)
 	// Artifacts' bytes (GET /v1/artifacts/{id}).
 	for _, ct := range []string{"image/png", "image/jpeg", "application/pdf"} {
@@ -236,7 +235,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		sc.raw("POST", e.APIURL+"/v1/fetch?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"timeout_ms":1000}`, site.URL+"/slow?d=5s"))
 		_, _, failedBody := sc.raw("POST", e.APIURL+"/v1/interact?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"actions":[{"type":"click","selector":"#nope","timeout_ms":300}]}`, site.URL+"/plain"))
 		// Its diagnostics' screenshot through the signed link (no key), and
-		// with a wrong signature.
+		// with a wrong signature: the capture fields' links are complete.
 		var failedJob spec.Job
 		must(json.Unmarshal([]byte(failedBody), &failedJob))
 		if failedJob.Result == nil || failedJob.Result.Diagnostics == nil || failedJob.Result.Diagnostics.Screenshot == nil {
