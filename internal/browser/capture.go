@@ -619,17 +619,23 @@ const (
 )
 
 // collectDownloads waits until the job's downloads end (while the job's
-// context lasts) and reads them. With grace, it first waits a moment for a
-// download that the last action started to begin.
-func (j *job) collectDownloads(grace bool) []Download {
+// context lasts) and reads them. It first waits a moment for a download
+// that has not begun yet: downloadGrace when the last action may have
+// started one (mayDownload), uncommittedGrace when the page started a
+// navigation that committed no document (a script or a click that went to
+// an attachment), unless a download began already.
+func (j *job) collectDownloads(mayDownload bool) []Download {
 	r := j.rec
-	if grace {
-		j.mu.Lock()
-		wait := downloadGrace
-		if j.navStarts > 1 && j.commits[j.startedLoader] == 0 {
-			wait = uncommittedGrace
-		}
-		j.mu.Unlock()
+	j.mu.Lock()
+	var wait time.Duration
+	switch {
+	case j.navStarts > 1 && j.commits[j.startedLoader] == 0:
+		wait = uncommittedGrace
+	case mayDownload:
+		wait = downloadGrace
+	}
+	j.mu.Unlock()
+	if wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 	graceLoop:

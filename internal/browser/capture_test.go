@@ -43,6 +43,10 @@ fetch('/api/broken').then(r => { console.error('api failed with', r.status); });
 		}
 		fmt.Fprint(w, `</body></html>`)
 	})
+	mux.HandleFunc("/autodownload", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><html><body><p>your file is coming</p>
+<script>addEventListener('load', () => setTimeout(() => { location.href = '/file/b'; }, 100));</script></body></html>`)
+	})
 	mux.HandleFunc("/file/", func(w http.ResponseWriter, r *http.Request) {
 		n := strings.TrimPrefix(r.URL.Path, "/file/")
 		w.Header().Set("Content-Type", "text/csv")
@@ -170,5 +174,21 @@ func TestDiagnosticsOfAFailedNavigation(t *testing.T) {
 	}
 	if _, err := render(t, browser.Request{URL: closed}); errors.As(err, &de) {
 		t.Errorf("diagnostics without Request.Diagnostics: %v", err)
+	}
+}
+
+func TestDownloadStartedByThePage(t *testing.T) {
+	t.Parallel()
+	s := captureSite(t)
+	// The page starts its download after its load event: networkidle waits
+	// for it to begin.
+	res, err := render(t, browser.Request{URL: s.URL + "/autodownload", WaitUntil: "networkidle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Repeat("row of file b\n", 1000)
+	if len(res.Downloads) != 1 || res.Downloads[0].Filename != "report-b.csv" || string(res.Downloads[0].Data) != want ||
+		res.Downloads[0].MIMEType != "text/csv" {
+		t.Errorf("downloads %+v", res.Downloads)
 	}
 }
