@@ -618,6 +618,10 @@ const (
 	uncommittedGrace = 3 * time.Second
 )
 
+// abortedText is how Chrome ends the document request of a navigation
+// whose response it turns into a download.
+const abortedText = "net::ERR_ABORTED"
+
 // collectDownloads waits until the job's downloads end (while the job's
 // context lasts) and reads them. It first waits a moment for a download
 // that has not begun yet: downloadGrace when the last action may have
@@ -629,7 +633,9 @@ func (j *job) collectDownloads(mayDownload bool) []Download {
 	j.mu.Lock()
 	var wait time.Duration
 	switch {
-	case j.navStarts > 1 && j.commits[j.startedLoader] == 0:
+	case j.navStarts > 1 && j.commits[j.startedLoader] == 0 && j.docFailed[j.startedLoader] == abortedText:
+		// The navigation ended without a document: its response became a
+		// download (Chrome aborts the document's request then).
 		wait = uncommittedGrace
 	case mayDownload:
 		wait = downloadGrace
