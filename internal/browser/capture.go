@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -530,6 +531,22 @@ func (j *job) enableDownloads(ctx context.Context) error {
 // followDownloads follows the browser's download events, keeping those of
 // the job's frames.
 func (j *job) followDownloads() {
+	// A popup of the job's browser context (a link with target=_blank)
+	// downloads in a frame of its own: its main frame's id is its
+	// target's.
+	created := cdp.Events(j.ctx, j.b.browser, target.TargetCreated)
+	j.wg.Go(func() {
+		for ev, err := range created {
+			if err != nil {
+				return
+			}
+			if ev.TargetInfo != nil && ev.TargetInfo.BrowserContextID == j.tab.bctx {
+				j.rec.mu.Lock()
+				j.rec.frames[cdp.FrameID(ev.TargetInfo.TargetID)] = true
+				j.rec.mu.Unlock()
+			}
+		}
+	})
 	begins := cdp.Events(j.ctx, j.b.browser, cdpbrowser.DownloadWillBegin)
 	progress := cdp.Events(j.ctx, j.b.browser, cdpbrowser.DownloadProgress)
 	j.wg.Go(func() {

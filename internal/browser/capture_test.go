@@ -40,6 +40,7 @@ fetch('/api/broken').then(r => { console.error('api failed with', r.status); });
 		fmt.Fprint(w, `<!doctype html><html><body>`)
 		for _, n := range []string{"a", "b", "c", "d"} {
 			fmt.Fprintf(w, `<a id="%s" href="/file/%s">file %s</a> `, n, n, n)
+			fmt.Fprintf(w, `<a id="pop-%s" href="/file/%s" target="_blank">file %s in a new tab</a> `, n, n, n)
 		}
 		fmt.Fprint(w, `</body></html>`)
 	})
@@ -189,6 +190,19 @@ func TestDownloadStartedByThePage(t *testing.T) {
 	want := strings.Repeat("row of file b\n", 1000)
 	if len(res.Downloads) != 1 || res.Downloads[0].Filename != "report-b.csv" || string(res.Downloads[0].Data) != want ||
 		res.Downloads[0].MIMEType != "text/csv" {
+		t.Errorf("downloads %+v", res.Downloads)
+	}
+}
+
+func TestDownloadInAPopup(t *testing.T) {
+	t.Parallel()
+	s := captureSite(t)
+	res, err := render(t, browser.Request{URL: s.URL + "/files",
+		Actions: []spec.Action{{Type: spec.ActClick, Selector: "#pop-c"}, {Type: spec.ActWait, Ms: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Downloads) != 1 || res.Downloads[0].Filename != "report-c.csv" || len(res.Downloads[0].Data) == 0 {
 		t.Errorf("downloads %+v", res.Downloads)
 	}
 }
