@@ -45,10 +45,22 @@ var (
 )
 
 // build compiles versitygw once per machine (kept under os.TempDir() by
-// version) and per test process.
+// version): test binaries of several packages that start at once take a
+// lock, and the later ones find the first one's build.
 func build() (string, error) {
 	buildOnce.Do(func() {
 		binPath = filepath.Join(os.TempDir(), "pagefleet-versitygw-"+Version)
+		lock, err := os.OpenFile(binPath+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer lock.Close()
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			buildErr = err
+			return
+		}
+		defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 		if fi, err := os.Stat(binPath); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
 			return
 		}

@@ -82,7 +82,7 @@ var PaperSizes = map[string][2]float64{
 }
 
 // validateArtifacts checks the screenshot, pdf and artifacts fields.
-func (r *Request) validateArtifacts(kind, prefix string) []FieldError {
+func (r *Request) validateArtifacts(prefix string) []FieldError {
 	var errs []FieldError
 	add := func(f, m string) { errs = append(errs, FieldError{Field: prefix + f, Message: m}) }
 	switch r.Artifacts {
@@ -131,8 +131,8 @@ func (r *Request) ArtifactMode() string {
 	return r.Artifacts
 }
 
-// PDFPaper is the paper size of the pdf output in inches, turned for
-// landscape.
+// PDFPaper is the pdf output's paper in inches, portrait, and whether
+// Chrome is to turn it (landscape).
 func (r *Request) PDFPaper() (w, h float64, landscape bool) {
 	f := "A4"
 	if r.PDF != nil {

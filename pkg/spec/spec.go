@@ -339,7 +339,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
 	}
 	errs = append(errs, r.validateFreshness(kind, prefix)...)
-	errs = append(errs, r.validateArtifacts(kind, prefix)...)
+	errs = append(errs, r.validateArtifacts(prefix)...)
 	errs = append(errs, r.validateCapture(kind, prefix)...)
 	return errs
 }
