@@ -3,6 +3,7 @@ package browser
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -449,6 +450,9 @@ func (j *job) consoleMessages() []ConsoleMessage {
 func (j *job) diagnose() *Diagnostics {
 	if !j.req.Diagnostics || j.tab.ctx.Err() != nil {
 		return nil
+	}
+	if err := j.caller.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil // cancelled (by the user, or a worker that stops): nobody will look
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.caller), diagnoseTimeout)
 	defer cancel()
