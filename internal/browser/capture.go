@@ -401,10 +401,13 @@ func (h *harRequest) entry() *har.Entry {
 	if req.HTTPVersion == "" {
 		req.HTTPVersion, resp.HTTPVersion = "HTTP/1.1", "HTTP/1.1"
 	}
-	if h.end > h.ts {
-		e.Time = (h.end - h.ts) * 1000
-	} else {
-		e.Time = e.Timings.Send + e.Timings.Wait + e.Timings.Receive
+	// HAR's time is the sum of the timings: what the request spent before
+	// it was sent (queueing, DNS, connecting) counts as blocked.
+	e.Time = e.Timings.Send + e.Timings.Wait + e.Timings.Receive
+	if total := (h.end - h.ts) * 1000; h.end > h.ts && total > e.Time {
+		blocked := total - e.Time
+		e.Timings.Blocked = &blocked
+		e.Time = total
 	}
 	e.Request, e.Response = req, resp
 	return e

@@ -1,6 +1,12 @@
 package browser
 
-import "testing"
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+)
 
 func TestGlobRegexp(t *testing.T) {
 	for _, c := range []struct {
@@ -62,5 +68,26 @@ func TestConsoleBounds(t *testing.T) {
 	}
 	if total > maxConsoleBytes || len(r.messages) == 0 || len(r.messages) > maxConsole {
 		t.Errorf("%d messages of %d bytes", len(r.messages), total)
+	}
+}
+
+func TestHAREntryTimesAddUp(t *testing.T) {
+	h := &harRequest{
+		wall: time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC), ts: 100, end: 100.5, received: 2048,
+		req: &network.Request{Method: "GET", URL: "https://a.example/api?b=2&a=1", Headers: network.Headers{"Accept": "*/*"}},
+		resp: &network.Response{Status: 500, Protocol: "h2", MimeType: "application/json", Headers: network.Headers{"Content-Type": "application/json"},
+			Timing: &network.ResourceTiming{RequestTime: 100.1, SendStart: 10, SendEnd: 12, ReceiveHeadersEnd: 112}},
+	}
+	e := h.entry()
+	sum := e.Timings.Send + e.Timings.Wait + e.Timings.Receive
+	if e.Timings.Blocked != nil {
+		sum += *e.Timings.Blocked
+	}
+	if math.Abs(e.Time-500) > 0.01 || math.Abs(sum-e.Time) > 0.01 {
+		t.Errorf("time %v, timings %+v (sum %v)", e.Time, e.Timings, sum)
+	}
+	if e.StartedDateTime != "2026-12-08T03:00:00.000Z" || e.Response.Status != 500 || e.Response.StatusText != "Internal Server Error" ||
+		e.Response.HTTPVersion != "HTTP/2.0" || e.Response.BodySize != 2048 || len(e.Request.QueryString) != 2 || e.Request.QueryString[0].Name != "a" {
+		t.Errorf("entry %+v request %+v response %+v", e, e.Request, e.Response)
 	}
 }
