@@ -289,3 +289,23 @@ func TestCaptureValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestDownloadOverTheLimitIsListed(t *testing.T) {
+	e := Start(t, Options{Env: []string{"PAGEFLEET_MAX_DOWNLOAD_BYTES=2048"}})
+	site := NewSite(t, map[string]http.HandlerFunc{
+		"/dl/big": html(`<!doctype html><html><body><a id="get" href="/dl/big.bin">big file</a></body></html>`),
+		"/dl/big.bin": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Disposition", `attachment; filename="big.bin"`)
+			w.Write(bytes.Repeat([]byte{7}, 64<<10))
+		},
+	})
+	j := e.Run(keyA, "interact", map[string]any{"url": site.URL + "/dl/big",
+		"actions": []map[string]any{{"type": "click", "selector": "#get"}}})
+	if j.Status != spec.StatusSucceeded {
+		t.Fatalf("job %s: %+v", j.Status, j.Error)
+	}
+	if d := j.Result.Downloads; len(d) != 1 || d[0].Filename != "big.bin" || d[0].Artifact != nil || !strings.Contains(d[0].Error, "2048") {
+		t.Errorf("downloads %+v, want big.bin refused over 2048 bytes", d)
+	}
+}
