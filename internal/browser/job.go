@@ -65,7 +65,7 @@ type job struct {
 	changed        chan struct{} // closed and replaced on every tracked event
 	lifecycle      map[cdp.LoaderID]map[string]bool
 	docRequests    map[network.RequestID]cdp.LoaderID
-	sent           bool // req.Sent was called
+	sent           int // calls of req.Sent: 1 on the first document request, 2 on its answer
 	responses      map[cdp.LoaderID]*network.Response
 	docFailed      map[cdp.LoaderID]string
 	commits        map[cdp.LoaderID]int // commit order of main-frame documents
@@ -218,9 +218,9 @@ func (j *job) onEvent(ev any) {
 		j.lastNet = time.Now()
 		if e.Type == network.ResourceTypeDocument && e.FrameID == j.main {
 			j.docRequests[e.RequestID] = e.LoaderID
-			if f := j.req.Sent; f != nil && !j.sent {
-				j.sent = true
-				f()
+			if f := j.req.Sent; f != nil && j.sent == 0 {
+				j.sent = 1
+				f(time.Now())
 			}
 		}
 	case *network.EventResponseReceived:
@@ -234,6 +234,10 @@ func (j *job) onEvent(ev any) {
 		if e.Type != network.ResourceTypeDocument || e.FrameID != j.main {
 			j.mu.Unlock()
 			return
+		}
+		if f := j.req.Sent; f != nil && j.sent == 1 {
+			j.sent = 2
+			f(time.Now())
 		}
 		j.responses[e.LoaderID] = e.Response
 	case *network.EventLoadingFinished:

@@ -152,7 +152,7 @@ func TestHostSent(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the request leaves late
 	sent := time.Now()
-	if err := h.Sent(ctx, "acme", "a.test", 300*time.Millisecond, 300*time.Millisecond); err != nil {
+	if err := h.Sent(ctx, "acme", "a.test", 300*time.Millisecond, 300*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
 	w, err := h.Pace(ctx, "globex", "a.test", 0, 300*time.Millisecond) // the fleet's delay too
@@ -162,8 +162,15 @@ func TestHostSent(t *testing.T) {
 	if left := 300*time.Millisecond - time.Since(sent); err != nil || (left > 150*time.Millisecond && (w <= 120*time.Millisecond || w2 <= 120*time.Millisecond)) {
 		t.Fatalf("after a late departure: waits %v and %v (%v), want about %v", w, w2, err, left)
 	}
+	// A moment in the past: the answer began 250 ms ago, so 50 ms are left.
+	if err := h.Sent(ctx, "hooli", "d.test", 300*time.Millisecond, 0, 250*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := h.Pace(ctx, "hooli", "d.test", 300*time.Millisecond, 0); w > 60*time.Millisecond {
+		t.Fatalf("sent 250 ms ago: wait %v, want 50 ms or less", w)
+	}
 	// A departure never moves the time back.
-	if err := h.Sent(ctx, "initech", "b.test", 0, 0); err != nil {
+	if err := h.Sent(ctx, "initech", "b.test", 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if w, _ := h.Pace(ctx, "initech", "b.test", 300*time.Millisecond, 0); w != 0 {
