@@ -54,7 +54,7 @@ type proc struct {
 }
 
 // startEnv builds the binaries and starts Redis, the api and a worker.
-func startEnv() (*env, error) {
+func startEnv(extra ...string) (*env, error) {
 	dir, err := os.MkdirTemp("", "pagefleet-bench-")
 	if err != nil {
 		return nil, err
@@ -85,6 +85,7 @@ func startEnv() (*env, error) {
 			common = append(common, name+"="+v)
 		}
 	}
+	common = append(common, extra...) // the last of a name wins
 	if e.api, err = e.start("api", common); err != nil {
 		e.stop()
 		return nil, err
@@ -223,11 +224,15 @@ func (e *env) do(ctx context.Context, method, path string, body []byte, out any)
 
 // submit posts a fetch job and returns its id.
 func (e *env) submit(ctx context.Context, req map[string]any) (string, error) {
+	path := "/v1/fetch"
+	if _, ok := req["actions"]; ok {
+		path = "/v1/interact"
+	}
 	body, _ := json.Marshal(req)
 	var acc struct {
 		ID string `json:"id"`
 	}
-	if _, err := e.do(ctx, "POST", "/v1/fetch", body, &acc); err != nil {
+	if _, err := e.do(ctx, "POST", path, body, &acc); err != nil {
 		return "", err
 	}
 	return acc.ID, nil
