@@ -356,6 +356,7 @@ func benchPlain(b *testing.B, delay time.Duration, target string) {
 		b.Fatal(err)
 	}
 	var tBare, tPipe, cBare, cPipe time.Duration
+	var parts [4]time.Duration // api, worker, redis, client
 	for r := 0; r < rounds; r++ {
 		c0 := selfCPU()
 		d, err := bareLoop(fetchesPerRound, r*fetchesPerRound)
@@ -365,6 +366,7 @@ func benchPlain(b *testing.B, delay time.Duration, target string) {
 		cBare += selfCPU() - c0
 		tBare += d
 		c0 = treeCPU(e.pids()...) + selfCPU()
+		p0 := e.cpuParts()
 		var wait []func()
 		if r == 0 {
 			wait = append(wait, e.worker.profile(profileDir, fmt.Sprintf("plain-%v", delay), 3*time.Second), e.api.profile(profileDir, fmt.Sprintf("plain-%v", delay), 3*time.Second))
@@ -377,6 +379,9 @@ func benchPlain(b *testing.B, delay time.Duration, target string) {
 			b.Fatal("pipeline:", err)
 		}
 		cPipe += treeCPU(e.pids()...) + selfCPU() - c0
+		for k, v := range e.cpuParts() {
+			parts[k] += v - p0[k]
+		}
 		tPipe += d
 	}
 	n := float64(fetchesPerRound * rounds)
@@ -398,6 +403,9 @@ func benchPlain(b *testing.B, delay time.Duration, target string) {
 		baseline: fmt.Sprintf("%.2f ms bare net/http", cBare.Seconds()*1000/n),
 		target:   "",
 	})
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
+	note("plain fetch, %v origin: CPU per job by process: api %.2f ms, worker %.2f ms, redis %.2f ms, client (this benchmark: submit, poll, decode) %.2f ms",
+		delay, per(parts[0]), per(parts[1]), per(parts[2]), per(parts[3]))
 	note("plain fetch, %v origin: the pipeline adds ≈ %.1f ms per job at concurrency %d (API, Redis, worker, result, poll)", delay, perJob*1000, conc)
 }
 

@@ -103,8 +103,8 @@ func BenchmarkEngines(b *testing.B) {
 			b.ReportMetric(pf, "full-pages/s")
 			record(figure{
 				name:     fmt.Sprintf("pagefleet on the shell vs full Chromium, %s, concurrency %d", k.name, conc),
-				value:    fmt.Sprintf("%.2f pages/s, %.0f ms CPU/page", ps, cShell.Seconds()*1000/n),
-				baseline: fmt.Sprintf("%.2f pages/s, %.0f ms CPU/page", pf, cFull.Seconds()*1000/n),
+				value:    fmt.Sprintf("%.2f pages/s, %s CPU/page", ps, cpuPerPage(cShell, n)),
+				baseline: fmt.Sprintf("%.2f pages/s, %s CPU/page", pf, cpuPerPage(cFull, n)),
 				ratio:    fmt.Sprintf("%.2f×", ps/pf),
 				target:   "",
 			})
@@ -119,4 +119,13 @@ func hasHTML(mark string) func(*spec.Job) error {
 		}
 		return nil
 	}
+}
+
+// cpuPerPage is CPU time per page, or "n/a" when a browser recycled during
+// the round took its processes' time out of the tree's sum.
+func cpuPerPage(c time.Duration, n float64) string {
+	if c <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f ms", c.Seconds()*1000/n)
 }

@@ -566,6 +566,12 @@ func selfCPU() time.Duration {
 
 // pids are the processes of the pipeline: the worker (and its Chrome), the
 // api and Redis.
+// cpuParts is the CPU time so far of the api, the worker (Chrome included),
+// Redis and this process.
+func (e *env) cpuParts() [4]time.Duration {
+	return [4]time.Duration{treeCPU(e.api.PID()), treeCPU(e.worker.PID()), treeCPU(e.redis.Process.Pid), selfCPU()}
+}
+
 func (e *env) pids() []int {
 	return []int{e.worker.PID(), e.api.PID(), e.redis.Process.Pid}
 }
