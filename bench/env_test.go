@@ -76,6 +76,9 @@ func startEnv(extra ...string) (*env, error) {
 		"PAGEFLEET_ALLOW_PRIVATE_NETWORKS=true",
 		"PAGEFLEET_LOG_FORMAT=json",
 		"PAGEFLEET_SHUTDOWN_TIMEOUT=5s",
+		// One artifact store for the API and the workers, whose TMPDIRs
+		// differ (the default store is under TMPDIR).
+		"PAGEFLEET_ARTIFACTS_URL=file://" + filepath.Join(dir, "artifacts"),
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 	}

@@ -124,6 +124,9 @@ func Start(t testing.TB, opts Options) *Env {
 		"PAGEFLEET_WORKER_CONCURRENCY=" + strconv.Itoa(opts.Concurrency),
 		"PAGEFLEET_LOG_FORMAT=json",
 		"PAGEFLEET_SHUTDOWN_TIMEOUT=10s",
+		// One artifact store for the API and every worker (each worker
+		// has a TMPDIR of its own, so the default would not be shared).
+		"PAGEFLEET_ARTIFACTS_URL=file://" + filepath.Join(e.dir, "artifacts"),
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 	}, opts.Env...)

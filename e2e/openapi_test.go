@@ -30,6 +30,10 @@ func init() {
 		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
 	}
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", ndjsonDecoder)
+	// Artifacts' bytes (GET /v1/artifacts/{id}).
+	for _, ct := range []string{"image/png", "image/jpeg", "application/pdf"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.FileBodyDecoder)
+	}
 }
 
 // ndjsonDecoder validates every line of an NDJSON stream against the media
@@ -175,7 +179,8 @@ func (sc *specCheck) raw(method, u, key, body string, hdr ...string) (int, http.
 func TestOpenAPIResponses(t *testing.T) {
 	const adminToken = "admin-token-for-openapi"
 	e := Start(t, Options{Workers: 1, Concurrency: 3, Env: []string{
-		"PAGEFLEET_ADMIN_TOKEN=" + adminToken, "PAGEFLEET_WEBHOOK_RETRY_SCHEDULE=200ms"}})
+		"PAGEFLEET_ADMIN_TOKEN=" + adminToken, "PAGEFLEET_WEBHOOK_RETRY_SCHEDULE=200ms",
+		"PAGEFLEET_ARTIFACTS_SECRET=" + artifactSecret}})
 	site := NewSite(t, nil)
 	rcv := newReceiver(t, secretA, 0)
 	sc, doc := newSpecCheck(t, e.APIURL)
@@ -542,6 +547,35 @@ func TestOpenAPIResponses(t *testing.T) {
 		}
 		must(c.DeleteSchedule(ctx, s.ID))
 		must(c.DeleteSchedule(ctx, f.ID))
+	})
+
+	t.Run("artifacts", func(t *testing.T) {
+		acc, err := c.Fetch(ctx, client.Request{URL: site.URL + "/article", RenderJS: &render, Output: []string{"screenshot", "pdf"},
+			Screenshot: &client.ScreenshotOptions{Selector: "h1", Format: "jpeg", Quality: 50}, PDF: &client.PDFOptions{Format: "Letter", Landscape: true},
+			Artifacts: client.ArtifactsURL})
+		must(err)
+		j, err := c.Wait(ctx, acc.ID)
+		must(err)
+		if j.Status != spec.StatusSucceeded {
+			t.Fatalf("artifacts job: %+v", j.Error)
+		}
+		sc.raw("GET", e.APIURL+"/v1/jobs/"+acc.ID, keyA, "")
+		for _, a := range j.Result.Artifacts {
+			if code, _, _ := sc.raw("GET", a.URL, "", ""); code != 200 {
+				t.Errorf("GET %s: %d", a.URL, code)
+			}
+			b, err := c.DownloadArtifact(ctx, a)
+			if err != nil || hexSum(b) != a.SHA256 {
+				t.Errorf("DownloadArtifact %s: %d bytes, %v", a.ID, len(b), err)
+			}
+		}
+		a := j.Result.Artifacts[spec.ArtifactPDF]
+		sc.raw("GET", strings.Replace(a.URL, "sig=", "sig=x", 1), "", "")              // 403
+		sc.raw("GET", relink(t, a.URL, time.Now().Add(-time.Minute)), "", "")          // 410
+		sc.raw("GET", e.APIURL+"/v1/artifacts/job_nope~x.png?expires=1&sig=x", "", "") // 403
+		sc.raw("GET", e.APIURL+"/v1/artifacts/nothing", "", "")                        // 404
+		_, err = c.DownloadArtifact(ctx, client.Artifact{ID: a.ID, URL: relink(t, a.URL, time.Now().Add(-time.Minute))})
+		wantErr(err, http.StatusGone)
 	})
 
 	t.Run("unauthorized", func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pagefleet/pagefleet/internal/api"
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/egress"
 	"github.com/pagefleet/pagefleet/internal/fetch"
@@ -79,15 +80,20 @@ func run() error {
 	// due time makes one run whichever of them claims it (package schedule).
 	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
 		schedule.Config{WebhookSchedule: cfg.WebhookSchedule, Logger: log, Registerer: reg})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	artifacts, err := artifact.OpenFleet(ctx, artifact.Settings{URL: cfg.ArtifactsURL, Secret: cfg.ArtifactsSecret, PublicURL: cfg.PublicURL, TTL: cfg.ResultTTL}, stores.Artifacts)
+	if err != nil {
+		return err
+	}
 	srv := api.New(api.Config{Addr: cfg.APIAddr, ResultTTL: cfg.ResultTTL, LLMEnabled: cfg.LLMBaseURL != "", AdminToken: cfg.AdminToken,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, WebhookSchedule: cfg.WebhookSchedule},
 		api.Deps{Redis: rc, Tenants: tenants, Proxies: proxies, Stores: stores, Sessions: sessions, Queue: queue, Submit: submitter, Logger: log, Registry: reg,
+			Artifacts: artifacts,
 			// POST /v1/map reads sites with plain HTTP, through the same
 			// egress guard as the workers.
 			Fetcher: fetch.New(fetch.Config{Policy: &egress.Policy{AllowPrivate: cfg.AllowPrivate, Allow: cfg.AllowCIDRs, Ports: cfg.AllowedPorts}, Registerer: reg})})
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

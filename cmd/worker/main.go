@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/config"
 	"github.com/pagefleet/pagefleet/internal/crawl"
@@ -132,6 +133,11 @@ func run() error {
 		Queue: queue, LineTTL: sessions.LineTTL(), Logger: log})
 	schedules := schedule.NewRunner(stores.Schedules, submitter, tenants, queue,
 		schedule.Config{WebhookSchedule: cfg.WebhookSchedule, Logger: log, Registerer: reg})
+	store, err := artifact.OpenFleet(ctx, artifact.Settings{URL: cfg.ArtifactsURL, Secret: cfg.ArtifactsSecret, PublicURL: cfg.PublicURL, TTL: cfg.ResultTTL}, stores.Artifacts)
+	if err != nil {
+		return err
+	}
+	reaper := &artifact.Reaper{Store: store, Index: stores.Artifacts, Logger: log}
 	w := worker.New(worker.Deps{
 		ID:    workerID,
 		Redis: rc, Jobs: jobStore, Sessions: sessions, Browser: pool,
@@ -161,6 +167,7 @@ func run() error {
 				return nil
 			}},
 		Cache: stores.Cache, Tracker: stores.Tracker, Fresh: freshMetrics, PageEvents: bulk.PageEvents,
+		Artifacts: store,
 	})
 	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -216,7 +223,8 @@ func run() error {
 	lctx, lcancel := context.WithCancel(context.Background())
 	defer lcancel()
 	go w.CancelListener(lctx)
-	go w.Sweep(lctx, cfg.SweepInterval) // ends the jobs whose tasks asynq archived without an outcome
+	go w.Sweep(lctx, cfg.SweepInterval)    // ends the jobs whose tasks asynq archived without an outcome
+	go reaper.Run(lctx, cfg.SweepInterval) // deletes the artifacts of jobs whose retention passed
 	scheduled := make(chan struct{})
 	go func() { defer close(scheduled); schedules.Run(ctx) }()
 	if err := recovery.Start(ctx); err != nil {

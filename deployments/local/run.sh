@@ -12,6 +12,8 @@ fi
 export PAGEFLEET_DEV_API_KEY="${PAGEFLEET_DEV_API_KEY:-$(cat .data/dev-api-key)}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 export PAGEFLEET_REDIS_URL="${PAGEFLEET_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT}/0}"
+mkdir -p .data/artifacts
+export PAGEFLEET_ARTIFACTS_URL="${PAGEFLEET_ARTIFACTS_URL:-file://$(pwd)/.data/artifacts}"
 api_addr="${PAGEFLEET_API_ADDR:-:8080}"
 worker_addr="${PAGEFLEET_WORKER_ADDR:-:9090}"
 api_url="http://localhost:${api_addr##*:}"

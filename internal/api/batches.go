@@ -245,6 +245,7 @@ func (s *Server) batchJobs(c echo.Context) error {
 	}
 	out := make([]spec.Job, 0, len(infos))
 	for _, in := range infos {
+		s.present(c, &in.Job)
 		out = append(out, in.Job)
 	}
 	next := ""
@@ -278,6 +279,7 @@ func (s *Server) streamBatchJobs(c echo.Context, v *rdb.BatchView) error {
 			return nil
 		}
 		for _, in := range infos {
+			s.present(c, &in.Job)
 			if err := enc.Encode(&in.Job); err != nil {
 				return nil // the client went away
 			}

@@ -142,6 +142,7 @@ func (s *Server) waitAndAnswer(c echo.Context, t *tenant.Tenant, id string, wait
 			return err
 		}
 		if spec.Terminal(in.Job.Status) {
+			s.present(c, &in.Job)
 			return c.JSON(http.StatusOK, in.Job)
 		}
 		select {
@@ -154,6 +155,7 @@ func (s *Server) waitAndAnswer(c echo.Context, t *tenant.Tenant, id string, wait
 			if err != nil {
 				return err
 			}
+			s.present(c, &in.Job)
 			return c.JSON(http.StatusOK, in.Job)
 		}
 	}
@@ -179,6 +181,7 @@ func (s *Server) getJob(c echo.Context) error {
 		}
 		return err
 	}
+	s.present(c, &in.Job)
 	return c.JSON(http.StatusOK, in.Job)
 }
 
@@ -260,6 +263,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 		}
 	}
 	s.log.Info("job cancelled", "job", id, "tenant", t.ID)
+	s.present(c, &in.Job)
 	return c.JSON(http.StatusOK, in.Job)
 }
 

@@ -74,6 +74,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 				continue
 			}
 			for _, code := range []int{401, 500, 503} {
+				if code == 401 && op.Security != nil && len(*op.Security) == 0 {
+					continue // a keyless route (an artifact's signed link)
+				}
 				if op.Responses.Status(code) == nil {
 					t.Errorf("%s %s does not document %d", method, path, code)
 				}

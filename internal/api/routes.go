@@ -72,6 +72,8 @@ var routeTable = []route{
 	on(http.MethodPatch, "/v1/schedules/:id", keyed, func(s *Server) echo.HandlerFunc { return s.updateSchedule }),
 	on(http.MethodDelete, "/v1/schedules/:id", keyed, func(s *Server) echo.HandlerFunc { return s.deleteSchedule }),
 	on(http.MethodGet, "/v1/schedules/:id/runs", keyed, func(s *Server) echo.HandlerFunc { return s.scheduleRuns }),
+	// An artifact link's signature is its key.
+	on(http.MethodGet, "/v1/artifacts/:id", public, func(s *Server) echo.HandlerFunc { return s.getArtifact }),
 
 	{methods: adminMethods, path: AdminQueuesPath, access: admin, handler: (*Server).queueDashboard},
 	{methods: adminMethods, path: AdminQueuesPath + "/*", access: admin, handler: (*Server).queueDashboard},

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/crawl"
 	"github.com/pagefleet/pagefleet/internal/fresh"
 	"github.com/pagefleet/pagefleet/internal/proxy"
@@ -64,6 +65,7 @@ type Server struct {
 	fetcher   crawl.Fetcher
 	queue     *asynq.Client
 	notifier  *rdb.Notifier
+	artifacts *artifact.Store
 	log       *slog.Logger
 	echo      *echo.Echo
 	http      *http.Server
@@ -99,9 +101,12 @@ type Deps struct {
 	// 503).
 	Fetcher crawl.Fetcher
 	// Proxies are the upstream proxy pools jobs may name (nil: none).
-	Proxies  *proxy.Directory
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
+	Proxies *proxy.Directory
+	// Artifacts is the artifact store (nil: GET /v1/artifacts answers 503
+	// and results are answered as stored).
+	Artifacts *artifact.Store
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry
 }
 
 // New builds the server.
@@ -147,6 +152,7 @@ func New(cfg Config, d Deps) *Server {
 		submitter: d.Submit,
 		fetcher:   d.Fetcher,
 		notifier:  rdb.NewNotifier(d.Redis),
+		artifacts: d.Artifacts,
 		reqs: f.NewCounterVec(prometheus.CounterOpts{Name: "pagefleet_http_requests_total", Help: "HTTP requests by route, method and status code."},
 			[]string{"route", "method", "code"}),
 		latency: f.NewHistogramVec(prometheus.HistogramOpts{Name: "pagefleet_http_request_duration_seconds", Help: "HTTP request latency.",

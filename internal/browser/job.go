@@ -332,6 +332,10 @@ func (j *job) run() (*Result, error) {
 		return nil, j.ctxError("after the actions")
 	}
 	if err := j.capture(res); err != nil {
+		var je *spec.Error
+		if errors.As(err, &je) && j.ctx.Err() == nil {
+			return nil, je // the job's own mistake (a screenshot selector that matches nothing)
+		}
 		return nil, j.stepError(err, "capture the page")
 	}
 	if j.req.CaptureState {
@@ -610,13 +614,82 @@ func (j *job) capture(res *Result) error {
 		res.FinalURL, res.HTML = out[0], out[1]
 	}
 	if j.req.Screenshot {
-		png, err := j.screenshot(j.ctx)
+		var img []byte
+		var err error
+		if o := j.req.ScreenshotOptions; o != nil && (o.Selector != "" || o.Format == "jpeg" || (o.FullPage != nil && !*o.FullPage)) {
+			img, err = j.screenshotWith(j.ctx, o)
+		} else {
+			img, err = j.screenshot(j.ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("screenshot: %w", err)
 		}
-		res.Screenshot = png
+		res.Screenshot = img
+	}
+	if o := j.req.PDF; o != nil {
+		r, err := cdp.Call(j.ctx, j.t, page.PrintToPDF, page.PrintToPDFParams{
+			Landscape: new(o.Landscape), PrintBackground: new(true),
+			PaperWidth: o.Width, PaperHeight: o.Height,
+		})
+		if err != nil {
+			return fmt.Errorf("print to PDF: %w", err)
+		}
+		res.PDF = r.Data
 	}
 	return nil
+}
+
+// elementBoxScript finds an element (its selector is %s, quoted) and
+// returns its box in page coordinates, or null.
+const elementBoxScript = `(() => {
+  const e = document.querySelector(%s);
+  if (!e) return null;
+  e.scrollIntoView({block: "nearest", inline: "nearest"});
+  const r = e.getBoundingClientRect();
+  return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];
+})()`
+
+// screenshotWith takes the screenshot options ask for: the viewport, the
+// full page or one element, as PNG or JPEG.
+func (j *job) screenshotWith(ctx context.Context, o *spec.ScreenshotOptions) ([]byte, error) {
+	p := page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormatPng}
+	if o.Format == "jpeg" {
+		q := int64(o.Quality)
+		if q == 0 {
+			q = spec.DefaultJPEGQuality
+		}
+		p.Format, p.Quality = page.CaptureScreenshotFormatJpeg, &q
+	}
+	switch {
+	case o.Selector != "":
+		sel, _ := json.Marshal(o.Selector)
+		var box []float64
+		if err := j.evaluateInto(ctx, fmt.Sprintf(elementBoxScript, sel), &box); err != nil {
+			if _, ok := err.(*jsError); ok {
+				return nil, spec.Errorf(spec.CodeScreenshotFailed, false, "screenshot.selector %q: %v", o.Selector, err)
+			}
+			return nil, err
+		}
+		if box == nil {
+			return nil, spec.Errorf(spec.CodeScreenshotFailed, false, "screenshot.selector %q matches no element", o.Selector)
+		}
+		if len(box) != 4 || box[2] < 1 || box[3] < 1 {
+			return nil, spec.Errorf(spec.CodeScreenshotFailed, false, "screenshot.selector %q matches an element with no size", o.Selector)
+		}
+		p.CaptureBeyondViewport, p.FromSurface = new(true), new(true)
+		p.Clip = &page.Viewport{X: box[0], Y: box[1], Width: box[2], Height: min(box[3], maxScreenshotHeight), Scale: 1}
+	case o.FullPage == nil || *o.FullPage:
+		m, err := cdp.Call(ctx, j.t, page.GetLayoutMetrics, cdp.Empty{})
+		if err != nil {
+			return nil, err
+		}
+		if c := m.CSSContentSize; c != nil && c.Width > 0 && c.Height > 0 {
+			p.CaptureBeyondViewport, p.FromSurface = new(true), new(true)
+			p.Clip = &page.Viewport{X: 0, Y: 0, Width: c.Width, Height: min(c.Height, maxScreenshotHeight), Scale: 1}
+		}
+	}
+	r, err := cdp.Call(ctx, j.t, page.CaptureScreenshot, p)
+	return r.Data, err
 }
 
 // screenshot takes a full-page PNG, at most maxScreenshotHeight high.

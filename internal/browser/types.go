@@ -28,8 +28,13 @@ type Request struct {
 	WaitUntil string
 	// Actions run after the navigation, in order.
 	Actions []spec.Action
-	// Screenshot asks for a full-page PNG of the final page.
+	// Screenshot asks for a screenshot of the final page: a full-page PNG,
+	// or as ScreenshotOptions say.
 	Screenshot bool
+	// ScreenshotOptions shape the screenshot (nil: full page, PNG).
+	ScreenshotOptions *spec.ScreenshotOptions
+	// PDF, when set, asks for the final page printed as PDF.
+	PDF *PDFOptions
 	// State is restored before the page navigates (nil: a clean context).
 	State *spec.State
 	// CaptureState asks for the state after the job in Result.State.
@@ -64,6 +69,12 @@ type Request struct {
 	Log *slog.Logger
 }
 
+// PDFOptions shape Result.PDF: the paper's size in inches and orientation.
+type PDFOptions struct {
+	Width, Height float64
+	Landscape     bool
+}
+
 // Action statuses.
 const (
 	StatusOK     = "ok"
@@ -88,8 +99,11 @@ type Result struct {
 	Headers    map[string]string // of the main document response, lower-case names
 	// HTML is the final DOM with its doctype.
 	HTML string
-	// Screenshot is a full-page PNG when Request.Screenshot.
+	// Screenshot is a full-page PNG (or as Request.ScreenshotOptions say)
+	// when Request.Screenshot.
 	Screenshot []byte
+	// PDF is the page printed as PDF when Request.PDF is set.
+	PDF []byte
 	// Actions has one entry per action run, the failed one included.
 	Actions []ActionResult
 	// State is the session state after the job when Request.CaptureState

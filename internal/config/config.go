@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -58,6 +60,20 @@ type Config struct {
 	// CacheTTL is how long the result cache keeps an entry after it was
 	// written or revalidated (PAGEFLEET_CACHE_TTL).
 	CacheTTL time.Duration
+
+	// ArtifactsURL is the artifact store (PAGEFLEET_ARTIFACTS_URL):
+	// file:///dir or s3://bucket/prefix?endpoint=host:port. Default:
+	// file://<os.TempDir()>/pagefleet-artifacts, which the API and the
+	// workers share only on one machine.
+	ArtifactsURL string
+	// ArtifactsSecret signs artifact links (PAGEFLEET_ARTIFACTS_SECRET);
+	// nil: a random secret the fleet keeps in Redis.
+	ArtifactsSecret []byte
+	// PublicURL is the API's address as clients reach it
+	// (PAGEFLEET_PUBLIC_URL), the start of artifact links; "": the API
+	// makes links absolute from each request's Host, and webhooks carry
+	// the path.
+	PublicURL string
 }
 
 // DefaultWebhookSchedule is ≈ 24 h of growing delays between delivery attempts.
@@ -102,6 +118,22 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		LLMModel:    get("PAGEFLEET_LLM_MODEL", ""),
 		LLMAPIKey:   get("PAGEFLEET_LLM_API_KEY", ""),
 		LogFormat:   get("PAGEFLEET_LOG_FORMAT", ""),
+		PublicURL:   get("PAGEFLEET_PUBLIC_URL", ""),
+	}
+	c.ArtifactsURL = get("PAGEFLEET_ARTIFACTS_URL", "file://"+filepath.ToSlash(filepath.Join(os.TempDir(), "pagefleet-artifacts")))
+	if err := checkArtifactsURL(c.ArtifactsURL); err != "" {
+		return nil, &Error{"PAGEFLEET_ARTIFACTS_URL", c.ArtifactsURL, err}
+	}
+	if v := get("PAGEFLEET_ARTIFACTS_SECRET", ""); v != "" {
+		if len(v) < 16 {
+			return nil, &Error{"PAGEFLEET_ARTIFACTS_SECRET", "", "must be at least 16 characters (openssl rand -base64 32)"}
+		}
+		c.ArtifactsSecret = []byte(v)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, &Error{"PAGEFLEET_PUBLIC_URL", c.PublicURL, "must be an http or https URL"}
+		}
 	}
 	var err error
 	if _, err = ParseRedisURL(c.RedisURL); err != nil {
@@ -209,6 +241,28 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, &Error{"PAGEFLEET_LLM_MODEL", c.LLMModel, "PAGEFLEET_LLM_BASE_URL and PAGEFLEET_LLM_MODEL are set together"}
 	}
 	return c, nil
+}
+
+// checkArtifactsURL says what is wrong with an artifact store URL ("":
+// nothing).
+func checkArtifactsURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "not a URL"
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return "a file URL names an absolute directory: file:///var/lib/pagefleet/artifacts"
+		}
+	case "s3":
+		if u.Host == "" {
+			return "an s3 URL names a bucket: s3://bucket/prefix?endpoint=host:port"
+		}
+	default:
+		return "must be file:///dir or s3://bucket/prefix?endpoint=host:port"
+	}
+	return ""
 }
 
 func parseBool(s string) (bool, error) {

@@ -71,13 +71,17 @@ func Validators(e *Entry) map[string]string {
 
 // Storable reports whether a result goes into the cache: a page the site
 // served (2xx, or 3xx left unfollowed) or said is gone (404, 410), not
-// blocked. Other
-// errors (429, 5xx, …) are passing states that a later fetch should not
-// be served.
+// blocked and without artifacts. Other errors (429, 5xx, …) are passing
+// states that a later fetch should not be served.
 func Storable(res *spec.Result) bool {
 	// A result the block rules flagged (result.blocked) is not a page of
 	// the site.
 	if res == nil || res.Blocked != nil {
+		return false
+	}
+	// A result with artifacts links files that go with its job: a later
+	// job would serve links that die before the cache entry does.
+	if len(res.Artifacts) > 0 {
 		return false
 	}
 	c := res.StatusCode

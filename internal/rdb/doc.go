@@ -12,7 +12,8 @@
 // politeness gate), proxies.go (upstream proxy health and rotation), and
 // for freshness cache.go (the result cache, jobs served from it),
 // changes.go (tracked results, a tracked batch's changes) and
-// schedules.go. Stores bundles them for a binary.
+// schedules.go; artifacts.go (which jobs' artifacts go when). Stores
+// bundles them for a binary.
 //
 // # Keys
 //
@@ -84,6 +85,9 @@
 //	{pf}:schedules:due                    zset    schedule ids by next due time (ms)         never
 //	{pf}:schedules:pending                zset    "<id>|<due ms>" claimed runs by the end    never
 //	                                              of their claim's lease (ms)
+//	{pf}:artifacts                        zset    job ids by when their artifacts go (ms)    never
+//	{pf}:artifacts:secret                 string  the artifact links' signing secret         never
+//	                                              (when PAGEFLEET_ARTIFACTS_SECRET is unset)
 //	{pf}:migrated:prefix                  string  the pf:* → {pf}:* rename ran               never
 //	{pf}:h:<tenant>|<host>:run            zset    running jobs on a host by lease end (ms)   1 h idle
 //	{pf}:h:<tenant>|<host>:wait           zset    waiting tasks by first arrival (ms)        1 h idle

@@ -20,6 +20,8 @@ type Stores struct {
 	Cache     *Cache
 	Tracker   *Tracker
 	Schedules *Schedules
+	// Artifacts indexes the jobs that stored artifacts.
+	Artifacts *Artifacts
 }
 
 // Open returns the stores on c; job records, batches and delivery logs
@@ -36,6 +38,7 @@ func Open(c redis.UniversalClient, ttl time.Duration) *Stores {
 		Cache:       NewCache(c, CacheConfig{}),
 		Tracker:     NewTracker(c, TrackerConfig{}),
 		Schedules:   NewSchedules(c, 0),
+		Artifacts:   NewArtifacts(c),
 	}
 }
 

@@ -65,6 +65,13 @@ func (w *Worker) endedWith(ctx context.Context, p *jobs.RunPayload, res *spec.Re
 		}
 		return
 	}
+	if r := in.Job.Result; r != nil && len(r.Embed) > 0 {
+		// Events carry artifacts as links: their bytes stay out of the
+		// event's task (Redis) and its delivery.
+		cp := *r
+		cp.Embed = nil
+		in.Job.Result = &cp
+	}
 	for _, h := range w.Hooks {
 		h(ctx, p, &in.Job)
 	}

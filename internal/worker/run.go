@@ -138,7 +138,14 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		}
 	}
 
-	if err := w.outputs(runCtx, req, res, t.html, p.Crawl); err != nil && jerr == nil {
+	if t.doc != nil {
+		if err := pdfOutputs(req, res, t.doc); err != nil && jerr == nil {
+			jerr = err
+		}
+	} else if err := w.outputs(runCtx, req, res, t.html, p.Crawl); err != nil && jerr == nil {
+		jerr = err
+	}
+	if err := w.keepArtifacts(ctx, p, res, t.pdf); err != nil && jerr == nil {
 		jerr = err
 	}
 
@@ -178,6 +185,10 @@ type tryOutcome struct {
 	// reused is the whole outcome when a revalidation got 304: the
 	// cached result, as it was (fresh.go).
 	reused *runOutcome
+	// pdf is the pdf output: the page printed by Chrome.
+	pdf []byte
+	// doc is the target's body when it is a PDF document (artifacts.go).
+	doc []byte
 }
 
 // try runs the job once, directly (up nil) or through up.
@@ -194,7 +205,12 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 		breq := browser.Request{
 			URL: req.URL, WaitUntil: req.WaitUntil, Actions: req.Actions, Screenshot: shot,
 			State: prev, CaptureState: inSession, Identity: browserIdentity(ident),
-			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources, Tenant: p.Tenant, Log: log,
+			BlockResources: !shot && !shotAction(req.Actions) && !req.LoadResources && !req.Wants(spec.OutPDF), Tenant: p.Tenant, Log: log,
+			ScreenshotOptions: req.Screenshot,
+		}
+		if req.Wants(spec.OutPDF) {
+			pw, ph, landscape := req.PDFPaper()
+			breq.PDF = &browser.PDFOptions{Width: pw, Height: ph, Landscape: landscape}
 		}
 		if pace != nil {
 			breq.BeforeNavigate, breq.Sent = pace.wait, pace.sent
@@ -222,7 +238,13 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
 				DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
 		}
-		return tryOutcome{res: res, html: br.HTML, next: br.State, err: jerr}
+		t := tryOutcome{res: res, html: br.HTML, next: br.State, err: jerr, pdf: br.PDF}
+		if jerr == nil && convert.IsPDF(br.Headers["content-type"], nil) {
+			// Chrome shows a PDF in its viewer: the document's bytes come
+			// from a plain fetch of the same URL, through the same exit.
+			t.doc, t.err = w.fetchPDF(ctx, req, res.FinalURL, ident, up)
+		}
+		return t
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
 	freq := fetch.Request{URL: req.URL, Timeout: timeout, Headers: identity.RequestHeaders(ident), Via: up}
@@ -246,6 +268,9 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 	}
 	res.FinalURL, res.StatusCode, res.Headers = fr.FinalURL, fr.StatusCode, fr.Headers
 	t := tryOutcome{res: res, html: fr.Body}
+	if fr.Binary && convert.IsPDF(fr.ContentType, []byte(fr.Body[:min(len(fr.Body), 5)])) {
+		t.doc, t.html = []byte(fr.Body), ""
+	}
 	if inSession {
 		t.next = spec.CloneState(prev)
 		t.next.Cookies = fr.Cookies

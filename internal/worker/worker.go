@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pagefleet/pagefleet/internal/artifact"
 	"github.com/pagefleet/pagefleet/internal/browser"
 	"github.com/pagefleet/pagefleet/internal/extract"
 	"github.com/pagefleet/pagefleet/internal/fetch"
@@ -81,6 +82,10 @@ type Deps struct {
 	// batch.page (nil: assume it does); a job that reused a cached result
 	// then reads it back whole for the event.
 	PageEvents func(ctx context.Context, p *jobs.RunPayload) bool
+
+	// Artifacts keeps the files jobs produce (screenshots, PDFs); nil:
+	// they stay inline in the result, as before artifacts.
+	Artifacts *artifact.Store
 }
 
 // Worker runs fetch and interact tasks.

@@ -102,6 +102,9 @@ func startServers(dir string) (stop func(dump bool), err error) {
 		"PAGEFLEET_BROWSERS=1",
 		"PAGEFLEET_LOG_FORMAT=json",
 		"PAGEFLEET_SHUTDOWN_TIMEOUT=5s",
+		// One artifact store for the API and the worker, whose TMPDIR
+		// differs (the default store is under TMPDIR).
+		"PAGEFLEET_ARTIFACTS_URL=file://" + filepath.Join(dir, "artifacts"),
 		"PAGEFLEET_WEBHOOK_RETRY_SCHEDULE=200ms,500ms,1s",
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),

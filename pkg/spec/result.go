@@ -82,6 +82,17 @@ type Result struct {
 	// it compares with the last tracked one.
 	Cache  *CacheInfo `json:"cache,omitempty"`
 	Change *Change    `json:"change,omitempty"`
+
+	// PDF is a PDF target's page count, or the pdf output.
+	PDF *PDFInfo `json:"pdf,omitempty"`
+	// Artifacts links the job's screenshot and pdf outputs in the
+	// artifact store, by name ("screenshot", "pdf").
+	Artifacts map[string]Artifact `json:"artifacts,omitempty"`
+	// Embed names the entries of Artifacts whose bytes the API puts
+	// inline (result.screenshot, result.pdf.data) when it answers; it is
+	// how a stored result remembers "artifacts": "inline", and is never
+	// part of an answer.
+	Embed []string `json:"embed,omitempty"`
 }
 
 // ActionResult is one entry of result.actions.

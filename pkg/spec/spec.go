@@ -72,6 +72,16 @@ type Request struct {
 	StoreInCache *bool `json:"store_in_cache,omitempty"`
 	// ChangeTracking compares the result with the last tracked one.
 	ChangeTracking *ChangeTracking `json:"change_tracking,omitempty"`
+
+	// artifacts (see artifact.go)
+
+	// Screenshot shapes the screenshot output (nil: the viewport, PNG).
+	Screenshot *ScreenshotOptions `json:"screenshot,omitempty"`
+	// PDF shapes the pdf output (nil: A4, portrait).
+	PDF *PDFOptions `json:"pdf,omitempty"`
+	// Artifacts is "inline" (default) or "url": whether result.screenshot
+	// and result.pdf.data carry the bytes or only result.artifacts links.
+	Artifacts string `json:"artifacts,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -280,9 +290,9 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	seen := map[string]bool{}
 	for i, o := range r.Output {
 		switch o {
-		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON:
+		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON, OutPDF:
 		default:
-			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json")
+			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, pdf")
 			continue
 		}
 		if seen[o] {
@@ -291,6 +301,9 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		seen[o] = true
 		if o == OutScreenshot && !r.Rendered(kind) {
 			add(fmt.Sprintf("output[%d]", i), "screenshot needs render_js: true")
+		}
+		if o == OutPDF && !r.Rendered(kind) {
+			add(fmt.Sprintf("output[%d]", i), "pdf needs render_js: true")
 		}
 	}
 	if seen[OutJSON] && r.Extract == nil {
@@ -317,6 +330,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 		add("retry_on_block", fmt.Sprintf("must be between 0 and %d", MaxRetryOnBlock))
 	}
 	errs = append(errs, r.validateFreshness(kind, prefix)...)
+	errs = append(errs, r.validateArtifacts(prefix)...)
 	return errs
 }
 
