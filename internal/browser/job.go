@@ -309,6 +309,9 @@ func (j *job) run() (*Result, error) {
 		}
 	}
 	if err := j.navigate(j.ctx, j.req.URL); err != nil {
+		if res := j.documentNotShown(err); res != nil {
+			return res, nil
+		}
 		return nil, j.navError(err, j.req.URL)
 	}
 	if testHookAfterNavigate != nil {
@@ -589,6 +592,35 @@ const htmlScript = `(() => {
   const doctype = d.doctype ? new XMLSerializer().serializeToString(d.doctype) + "\n" : "";
   return [location.href, doctype + (d.documentElement ? d.documentElement.outerHTML : "")];
 })()`
+
+// documentNotShown is the result of a first navigation that Chrome ended
+// without a document because the response is a PDF: full Chromium shows it
+// in its viewer, chromium-headless-shell has no viewer and aborts the
+// navigation (net::ERR_ABORTED). The response's status and headers say
+// what it was, so the worker reads the PDF itself (run.go). nil when err
+// is anything else.
+func (j *job) documentNotShown(err error) *Result {
+	var ne *navError
+	if !errors.As(err, &ne) || ne.text != "net::ERR_ABORTED" || j.caller.Err() != nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, resp := range j.responses {
+		if resp == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(resp.MimeType, ";")[0]), "application/pdf") {
+			continue
+		}
+		res := &Result{FinalURL: resp.URL, StatusCode: int(resp.Status), Headers: make(map[string]string, len(resp.Headers))}
+		for k, v := range resp.Headers {
+			res.Headers[strings.ToLower(k)] = fmt.Sprint(v)
+		}
+		if res.Headers["content-type"] == "" {
+			res.Headers["content-type"] = resp.MimeType
+		}
+		return res
+	}
+	return nil
+}
 
 // capture fills the page's URL, response, DOM and screenshot into res.
 func (j *job) capture(res *Result) error {
