@@ -98,14 +98,20 @@ func startEnv(extra ...string) (*env, error) {
 		e.stop()
 		return nil, err
 	}
-	// The worker logs its concurrency when it runs.
-	for _, line := range strings.Split(e.worker.Log(), "\n") {
-		var l struct {
-			Msg         string `json:"msg"`
-			Concurrency int    `json:"concurrency"`
+	// The worker logs its concurrency when it runs (on a loaded machine a
+	// moment after it answers on its address).
+	for deadline := time.Now().Add(20 * time.Second); e.Concurrency == 0 && time.Now().Before(deadline); {
+		for _, line := range strings.Split(e.worker.Log(), "\n") {
+			var l struct {
+				Msg         string `json:"msg"`
+				Concurrency int    `json:"concurrency"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker running" {
+				e.Concurrency = l.Concurrency
+			}
 		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker running" {
-			e.Concurrency = l.Concurrency
+		if e.Concurrency == 0 {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	if e.Concurrency == 0 {
