@@ -23,7 +23,7 @@ build:
 	$(GO) build -o bin/pagefleet-api ./cmd/api
 	$(GO) build -o bin/pagefleet-worker ./cmd/worker
 
-## deps: install redis-server and chromium (apt, as root)
+## deps: install redis-server, chromium-headless-shell and chromium (apt, as root)
 deps:
 	@bash deployments/local/deps.sh
 
@@ -49,9 +49,14 @@ fuzz-brief:
 fuzz:
 	$(MAKE) fuzz-brief FUZZTIME=300000x
 
-## bench: benchmarks with ratios against baselines measured in the same run
+## bench: benchmarks with ratios against baselines measured in the same run, at
+## each worker concurrency of BENCH_CONC (BENCH=regexp picks benchmarks)
+BENCH_CONC ?= 2 4
+BENCH ?= .
 bench: deps
-	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./bench/... | tee bench.out
+	@set -o pipefail; for c in $(BENCH_CONC); do echo "== worker concurrency $$c"; \
+	  PAGEFLEET_WORKER_CONCURRENCY=$$c $(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=1x -timeout 60m ./bench/... || exit 1; \
+	done | tee bench.out
 
 ## chaos / soak: the long fault and leak tests
 chaos: deps

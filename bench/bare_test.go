@@ -28,23 +28,36 @@ type bareChrome struct {
 	cancel      context.CancelFunc
 }
 
-// chromePath finds Chrome as the pool does.
-func chromePath() (string, error) {
-	if p := os.Getenv("PAGEFLEET_CHROME_PATH"); p != "" {
-		return exec.LookPath(p)
-	}
+// fullChromePath finds full Chromium: the binary a chromedp program
+// starts by default, and the bare loop's first baseline.
+func fullChromePath() (string, error) {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p, nil
 		}
 	}
-	return "", errors.New("no Chrome on PATH")
+	return "", errors.New("no full Chromium on PATH (apt install chromium)")
 }
 
-func startBare(extra ...chromedp.ExecAllocatorOption) (*bareChrome, error) {
-	path, err := chromePath()
-	if err != nil {
-		return nil, err
+// shellPath is Debian's chromium-headless-shell binary (the package's
+// /usr/bin script does not exec it, so its process would not be Chrome's):
+// the fastest binary for the bare loop, and pagefleet's default.
+const shellPath = "/usr/lib/chromium/chromium-headless-shell"
+
+func shellChromePath() (string, error) {
+	if _, err := os.Stat(shellPath); err != nil {
+		return "", errors.New("no chromium-headless-shell (apt install chromium-headless-shell)")
+	}
+	return shellPath, nil
+}
+
+// startBare starts the bare loop's Chrome: path, or full Chromium.
+func startBare(path string, extra ...chromedp.ExecAllocatorOption) (*bareChrome, error) {
+	if path == "" {
+		var err error
+		if path, err = fullChromePath(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "pagefleet-bench-bare-")
 	if err != nil {

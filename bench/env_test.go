@@ -54,7 +54,7 @@ type proc struct {
 }
 
 // startEnv builds the binaries and starts Redis, the api and a worker.
-func startEnv() (*env, error) {
+func startEnv(extra ...string) (*env, error) {
 	dir, err := os.MkdirTemp("", "pagefleet-bench-")
 	if err != nil {
 		return nil, err
@@ -88,6 +88,7 @@ func startEnv() (*env, error) {
 			common = append(common, name+"="+v)
 		}
 	}
+	common = append(common, extra...) // the last of a name wins
 	if e.api, err = e.start("api", common); err != nil {
 		e.stop()
 		return nil, err
@@ -97,14 +98,20 @@ func startEnv() (*env, error) {
 		e.stop()
 		return nil, err
 	}
-	// The worker logs its concurrency when it runs.
-	for _, line := range strings.Split(e.worker.Log(), "\n") {
-		var l struct {
-			Msg         string `json:"msg"`
-			Concurrency int    `json:"concurrency"`
+	// The worker logs its concurrency when it runs (on a loaded machine a
+	// moment after it answers on its address).
+	for deadline := time.Now().Add(20 * time.Second); e.Concurrency == 0 && time.Now().Before(deadline); {
+		for _, line := range strings.Split(e.worker.Log(), "\n") {
+			var l struct {
+				Msg         string `json:"msg"`
+				Concurrency int    `json:"concurrency"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker running" {
+				e.Concurrency = l.Concurrency
+			}
 		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker running" {
-			e.Concurrency = l.Concurrency
+		if e.Concurrency == 0 {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	if e.Concurrency == 0 {
@@ -226,11 +233,15 @@ func (e *env) do(ctx context.Context, method, path string, body []byte, out any)
 
 // submit posts a fetch job and returns its id.
 func (e *env) submit(ctx context.Context, req map[string]any) (string, error) {
+	path := "/v1/fetch"
+	if _, ok := req["actions"]; ok {
+		path = "/v1/interact"
+	}
 	body, _ := json.Marshal(req)
 	var acc struct {
 		ID string `json:"id"`
 	}
-	if _, err := e.do(ctx, "POST", "/v1/fetch", body, &acc); err != nil {
+	if _, err := e.do(ctx, "POST", path, body, &acc); err != nil {
 		return "", err
 	}
 	return acc.ID, nil
@@ -564,6 +575,12 @@ func selfCPU() time.Duration {
 
 // pids are the processes of the pipeline: the worker (and its Chrome), the
 // api and Redis.
+// cpuParts is the CPU time so far of the api, the worker (Chrome included),
+// Redis and this process.
+func (e *env) cpuParts() [4]time.Duration {
+	return [4]time.Duration{treeCPU(e.api.PID()), treeCPU(e.worker.PID()), treeCPU(e.redis.Process.Pid), selfCPU()}
+}
+
 func (e *env) pids() []int {
 	return []int{e.worker.PID(), e.api.PID(), e.redis.Process.Pid}
 }

@@ -134,7 +134,7 @@ func BenchmarkContextCost(b *testing.B) {
 		}},
 	} {
 		b.Run(fl.name, func(b *testing.B) {
-			c, err := startBare(fl.opts...)
+			c, err := startBare("", fl.opts...)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -28,6 +28,8 @@ const (
 	articleDelay = 50 * time.Millisecond // time to first byte of a static article
 	richImages   = 6                     // images a rich page's script adds
 	renderedMark = `data-rendered="yes"` // set by the rich page's script
+	shapeMark    = `data-shape="yes"`    // set by the shape page's script
+	shapeDelay   = 50 * time.Millisecond // a shape page's images
 	trivialMark  = "rendered by javascript"
 )
 
@@ -38,7 +40,7 @@ const (
 //	               that the script renders from inline JSON with six images
 //	/trivial       a tiny page whose inline script writes its text
 //	/article/{n}   a plain static article (headings, a table, links), served
-//	               after articleDelay
+//	               after articleDelay (?d=D: after D)
 //	/tiny          a few bytes, at once (submit-latency jobs)
 //	/robots.txt    names /sitemap-index.xml
 //	/sitemap-index.xml, /sitemaps/{0,1}.xml.gz
@@ -63,6 +65,14 @@ func newSite() (*site, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /rich/{n}", s.rich)
 	mux.HandleFunc("GET /trivial", s.trivial)
+	mux.HandleFunc("GET /shape/{n}", s.shape)
+	mux.HandleFunc("GET /shape/{n}/{img}", func(w http.ResponseWriter, r *http.Request) {
+		sleep(r, shapeDelay)
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(s.png)
+	})
+	mux.HandleFunc("GET /static/shape.css", s.static("text/css", "body{font-family:sans-serif;margin:2em} img{width:240px;height:160px}"))
+	mux.HandleFunc("GET /static/shape.js", s.static("text/javascript", shapeJS))
 	mux.HandleFunc("GET /article/{n}", s.article)
 	mux.HandleFunc("GET /tiny", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -127,6 +137,22 @@ func (s *site) fontFile(w http.ResponseWriter, r *http.Request) {
 	w.Write(s.font)
 }
 
+// shapeJS renders a shape page's body and its two images.
+const shapeJS = `(function(){var m=document.getElementById("m");var n=m.dataset.n;` +
+	`m.innerHTML="<h1>Shape "+n+"</h1><p>rendered by script</p><img src='/shape/"+n+"/a.png'><img src='/shape/"+n+"/b.png'>";` +
+	`m.setAttribute("data-shape","yes");})();`
+
+// shape is the page of issue #22's figures: one stylesheet, one script that
+// renders the body with two PNG images, each served after shapeDelay.
+func (s *site) shape(w http.ResponseWriter, r *http.Request) {
+	n := r.PathValue("n")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	fmt.Fprintf(w, `<!doctype html><html><head><meta charset="utf-8"><title>Shape %s</title>`+
+		`<link rel="stylesheet" href="/static/shape.css"></head><body><main id="m" data-n="%s">loading</main>`+
+		`<script src="/static/shape.js"></script></body></html>`, html.EscapeString(n), html.EscapeString(n))
+}
+
 func (s *site) trivial(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write([]byte(`<!doctype html><html><head><title>trivial</title></head><body><p id="x">static text</p>` +
@@ -184,7 +210,13 @@ func (s *site) rich(w http.ResponseWriter, r *http.Request) {
 
 func (s *site) article(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.PathValue("n"))
-	sleep(r, articleDelay)
+	d := articleDelay
+	if v, err := time.ParseDuration(r.URL.Query().Get("d")); err == nil {
+		d = v // ?d=0s: a fast origin
+	}
+	if d > 0 {
+		sleep(r, d)
+	}
 	rng := rand.New(rand.NewPCG(uint64(n), 11))
 	var b strings.Builder
 	fmt.Fprintf(&b, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Article %d</title>

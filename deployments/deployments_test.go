@@ -686,7 +686,7 @@ func TestImagesRunBuiltBinaries(t *testing.T) {
 		}
 		final := df.stages[len(df.stages)-1]
 		runs := strings.Join(final.runs, " ")
-		for _, pkg := range []string{"chromium", "tini", "ca-certificates", "fonts-liberation", "fonts-noto"} {
+		for _, pkg := range []string{"chromium-headless-shell", "tini", "ca-certificates", "fonts-liberation", "fonts-noto"} {
 			if !strings.Contains(runs, pkg) {
 				t.Errorf("%s: the worker image does not install %s", df.path, pkg)
 			}

@@ -326,26 +326,83 @@ func sha(s string) []byte {
 	return h[:]
 }
 
-// chromiumUnder lists running chromium processes whose command line names
-// dir (a worker's TMPDIR, where its Chrome profiles live).
+// chromiumUnder lists running chromium processes of the worker whose
+// TMPDIR is dir. The browser process names dir on its command line (its
+// profile lives there); its children may not (chromium-headless-shell's
+// zygotes, renderers and utility processes do not), but they stay in the
+// process group the pool starts Chrome in, whose id is the browser's pid.
+// The groups seen are remembered, so that a child left running after its
+// browser died is still found.
 func chromiumUnder(dir string) []int {
-	var out []int
+	type proc struct {
+		pgrp int
+		cl   string
+	}
+	procs := map[int]proc{}
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		n, err := strconv.Atoi(ent.Name())
 		if err != nil {
 			continue
 		}
-		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
 		// A zombie has an empty command line, so it never matches here:
 		// zombies are found through their parent (zombiesUnder) or by the
 		// pids seen earlier (procTracker), both in chaos_test.go.
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
+		if !strings.Contains(string(cl), "chrom") {
+			continue
+		}
+		procs[n] = proc{pgrpOf(n), string(cl)}
+	}
+	chromeGroups.Lock()
+	defer chromeGroups.Unlock()
+	if chromeGroups.of == nil {
+		chromeGroups.of = map[string]map[int]bool{}
+	}
+	groups := chromeGroups.of[dir]
+	if groups == nil {
+		groups = map[int]bool{}
+		chromeGroups.of[dir] = groups
+	}
+	for _, p := range procs {
 		// dir + "/": another worker's TMPDIR may start with this one's name.
-		if strings.Contains(string(cl), "chrom") && strings.Contains(string(cl), dir+"/") {
+		if strings.Contains(p.cl, dir+"/") && p.pgrp > 0 {
+			groups[p.pgrp] = true
+		}
+	}
+	var out []int
+	for n, p := range procs {
+		if strings.Contains(p.cl, dir+"/") || groups[p.pgrp] {
 			out = append(out, n)
 		}
 	}
 	return out
+}
+
+// chromeGroups are the process groups of each worker's browsers seen so
+// far, by the worker's TMPDIR.
+var chromeGroups struct {
+	sync.Mutex
+	of map[string]map[int]bool
+}
+
+// pgrpOf is pid's process group, or 0.
+func pgrpOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 || end+2 >= len(s) {
+		return 0
+	}
+	f := strings.Fields(s[end+2:])
+	if len(f) < 3 {
+		return 0
+	}
+	g, _ := strconv.Atoi(f[2])
+	return g
 }
 
 // WorkerChromium lists chromium processes of worker i still running.

@@ -160,16 +160,22 @@ func TestPolitenessPerHost(t *testing.T) {
 	if !waitFor(30*time.Second, func() bool { s, _ := slow.snapshot(); return len(s) >= 20 }) {
 		t.Fatal("the first host's batches did not start")
 	}
-	together := runOther("together")
-	t.Logf("second host: 150 pages in %s alone, %s beside the throttled host (%.2f of the rate alone)",
-		alone.Round(time.Millisecond), together.Round(time.Millisecond), float64(alone)/float64(together))
-	if float64(alone)/float64(together) < 0.9 {
-		t.Errorf("the second host ran at %.2f of its rate alone, want 0.9 or more", float64(alone)/float64(together))
+	// Each rate is the better of two runs: the other tests of the package
+	// load the machine in bursts that one 6 s run may or may not meet.
+	together := min(runOther("together"), runOther("together2"))
+	if s, _ := slow.snapshot(); len(s) >= 450 {
+		t.Fatalf("the first host's batches were nearly done (%d requests) before the second host's runs ended", len(s))
 	}
 	for _, id := range ids {
 		if b, _ := e.WaitBatch(keyA, id, 200*time.Millisecond, 5*time.Minute); b.Succeeded != 100 {
 			t.Errorf("batch %s: %+v", id, b)
 		}
+	}
+	alone = min(alone, runOther("alone2"))
+	t.Logf("second host: 150 pages in %s alone, %s beside the throttled host (%.2f of the rate alone)",
+		alone.Round(time.Millisecond), together.Round(time.Millisecond), float64(alone)/float64(together))
+	if float64(alone)/float64(together) < 0.9 {
+		t.Errorf("the second host ran at %.2f of its rate alone, want 0.9 or more", float64(alone)/float64(together))
 	}
 	spans, most := slow.snapshot()
 	gap := minGap(spans)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs what pagefleet needs at run and test time: redis-server and
-# chromium (Debian packages). As root it uses apt; otherwise it says what to
-# install and stops.
+# Installs what pagefleet needs at run and test time: redis-server,
+# chromium-headless-shell (the worker's default browser) and chromium (full
+# Chromium, one setting away: PAGEFLEET_CHROME_PATH=/usr/bin/chromium; the
+# benchmarks compare the two). Debian packages. As root it uses apt;
+# otherwise it says what to install and stops.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/lib/chromium/chromium-headless-shell ] || missing+=(chromium-headless-shell)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 fc-list 2>/dev/null | grep -qi liberation || missing+=(fonts-liberation)
 [ ${#missing[@]} -eq 0 ] && exit 0

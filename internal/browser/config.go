@@ -81,7 +81,7 @@ type Config struct {
 }
 
 // chromeNames are the binaries looked up on PATH when ChromePath is empty.
-var chromeNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+var chromeNames = []string{"/usr/lib/chromium/chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
 
 // withDefaults returns a copy of c with the defaults filled in.
 func (c Config) withDefaults() Config {

@@ -69,7 +69,7 @@ type job struct {
 	changed        chan struct{} // closed and replaced on every tracked event
 	lifecycle      map[cdp.LoaderID]map[string]bool
 	docRequests    map[network.RequestID]cdp.LoaderID
-	sent           bool // req.Sent was called
+	sent           int // calls of req.Sent: 1 on the first document request, 2 on its answer
 	responses      map[cdp.LoaderID]*network.Response
 	docFailed      map[cdp.LoaderID]string
 	commits        map[cdp.LoaderID]int // commit order of main-frame documents
@@ -241,9 +241,9 @@ func (j *job) onEvent(ev any) {
 		j.lastNet = time.Now()
 		if e.Type == network.ResourceTypeDocument && e.FrameID == j.main {
 			j.docRequests[e.RequestID] = e.LoaderID
-			if f := j.req.Sent; f != nil && !j.sent {
-				j.sent = true
-				f()
+			if f := j.req.Sent; f != nil && j.sent == 0 {
+				j.sent = 1
+				f(time.Now())
 			}
 		}
 	case *network.EventResponseReceived:
@@ -257,6 +257,10 @@ func (j *job) onEvent(ev any) {
 		if e.Type != network.ResourceTypeDocument || e.FrameID != j.main {
 			j.mu.Unlock()
 			return
+		}
+		if f := j.req.Sent; f != nil && j.sent == 1 {
+			j.sent = 2
+			f(time.Now())
 		}
 		j.responses[e.LoaderID] = e.Response
 	case *network.EventLoadingFinished:
@@ -328,6 +332,9 @@ func (j *job) run() (*Result, error) {
 		}
 	}
 	if err := j.navigate(j.ctx, j.req.URL); err != nil {
+		if res := j.documentNotShown(err); res != nil {
+			return res, nil
+		}
 		return nil, j.failed(j.navError(err, j.req.URL))
 	}
 	if testHookAfterNavigate != nil {
@@ -611,6 +618,35 @@ const htmlScript = `(() => {
   const doctype = d.doctype ? new XMLSerializer().serializeToString(d.doctype) + "\n" : "";
   return [location.href, doctype + (d.documentElement ? d.documentElement.outerHTML : "")];
 })()`
+
+// documentNotShown is the result of a first navigation that Chrome ended
+// without a document because the response is a PDF: full Chromium shows it
+// in its viewer, chromium-headless-shell has no viewer and aborts the
+// navigation (net::ERR_ABORTED). The response's status and headers say
+// what it was, so the worker reads the PDF itself (run.go). nil when err
+// is anything else.
+func (j *job) documentNotShown(err error) *Result {
+	var ne *navError
+	if !errors.As(err, &ne) || ne.text != "net::ERR_ABORTED" || j.caller.Err() != nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, resp := range j.responses {
+		if resp == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(resp.MimeType, ";")[0]), "application/pdf") {
+			continue
+		}
+		res := &Result{FinalURL: resp.URL, StatusCode: int(resp.Status), Headers: make(map[string]string, len(resp.Headers))}
+		for k, v := range resp.Headers {
+			res.Headers[strings.ToLower(k)] = fmt.Sprint(v)
+		}
+		if res.Headers["content-type"] == "" {
+			res.Headers["content-type"] = resp.MimeType
+		}
+		return res
+	}
+	return nil
+}
 
 // capture fills the page's URL, response, DOM and screenshot into res.
 func (j *job) capture(res *Result) error {

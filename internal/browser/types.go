@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"time"
 
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
@@ -59,10 +60,10 @@ type Request struct {
 	// after the tab and its setup are ready: the worker's pacing of
 	// requests to a host waits there.
 	BeforeNavigate func(ctx context.Context) error
-	// Sent, when set, is called once, when the browser sends the page's
-	// first document request (politeness records the moment it left). It
-	// must not block.
-	Sent func()
+	// Sent, when set, is called when the browser sends the page's first
+	// document request and again when its answer arrives, with the time
+	// (politeness records when the request left). It must not block.
+	Sent func(at time.Time)
 	// Log is the job's logger (its lines carry the job and tenant); nil:
 	// the pool's.
 	Log *slog.Logger

@@ -118,9 +118,10 @@ type Request struct {
 	// the policy checks each hop's destination before the proxy hears of
 	// it.
 	Via *egress.Upstream
-	// Sent, when set, is called once, when the first request's headers
-	// are written (politeness records the moment the request left).
-	Sent func()
+	// Sent, when set, is called when the first request's headers are
+	// written and again when its answer's first byte arrives, with the
+	// time (politeness records when the request left). It must not block.
+	Sent func(at time.Time)
 }
 
 // Response is the outcome of a fetch.
@@ -248,7 +249,11 @@ func (c *Client) get(ctx, fctx context.Context, timeout time.Duration, req Reque
 		}
 		c.setHeaders(hreq, req.Headers, jar, cur, firstHost)
 		if hop == 0 && req.Sent != nil {
-			hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{WroteHeaders: req.Sent}))
+			sent := req.Sent
+			hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{
+				WroteHeaders:         func() { sent(time.Now()) },
+				GotFirstResponseByte: func() { sent(time.Now()) },
+			}))
 		}
 		resp, err := rt.RoundTrip(hreq)
 		if err != nil {

@@ -233,11 +233,12 @@ func (s *Hosts) Pace(ctx context.Context, tenant, host string, delay, fleetDelay
 var sentHostScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = now - tonumber(ARGV[4])
 for i = 1, 2 do
   if tonumber(ARGV[i]) > 0 then
     local s = tonumber(redis.call('HGET', KEYS[i], 'sent') or '0')
-    if now > s then
-      redis.call('HSET', KEYS[i], 'sent', now)
+    if at > s then
+      redis.call('HSET', KEYS[i], 'sent', at)
       redis.call('PEXPIRE', KEYS[i], ARGV[3])
     end
   end
@@ -245,15 +246,16 @@ end
 return 0
 `)
 
-// Sent is told once a paced request has really left (its headers are
-// written, or the browser sends it): the host's last request time moves up
-// to now, so that the moments between Pace and the request's departure —
-// which grow on a loaded machine — do not shorten the next request's
-// delay. A next request still waiting in Pace's loop sees the later time.
-func (s *Hosts) Sent(ctx context.Context, tenant, host string, delay, fleetDelay time.Duration) error {
+// Sent is told when a paced request really left (its headers are written,
+// or the browser sends it) or its answer began, ago before now: the host's
+// last request time moves up to then (never back), so that the moments
+// between Pace and the site's start on the request — which grow on a
+// loaded machine — do not shorten the next request's delay. A next request
+// still waiting in Pace's loop sees the later time.
+func (s *Hosts) Sent(ctx context.Context, tenant, host string, delay, fleetDelay, ago time.Duration) error {
 	k, g := hostKeysOf(tenant, host), hostKeysOf("", host)
 	return sentHostScript.Run(ctx, s.rdb, []string{k.st, g.st}, delay.Milliseconds(), fleetDelay.Milliseconds(),
-		hostTTL.Milliseconds()).Err()
+		hostTTL.Milliseconds(), max(ago, 0).Milliseconds()).Err()
 }
 
 var renewHostScript = redis.NewScript(`

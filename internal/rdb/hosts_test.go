@@ -140,3 +140,40 @@ func TestHostPace(t *testing.T) {
 		t.Fatalf("no delay: wait %v", w)
 	}
 }
+
+// TestHostSent: a request that leaves late moves the host's last-request
+// time up, so the next request is spaced from when it left, not from its
+// Pace.
+func TestHostSent(t *testing.T) {
+	ctx := context.Background()
+	h := NewHosts(redistest.Start(t).Client(t, 0))
+	if w, err := h.Pace(ctx, "acme", "a.test", 300*time.Millisecond, 300*time.Millisecond); err != nil || w != 0 {
+		t.Fatalf("first request: wait %v %v", w, err)
+	}
+	time.Sleep(200 * time.Millisecond) // the request leaves late
+	sent := time.Now()
+	if err := h.Sent(ctx, "acme", "a.test", 300*time.Millisecond, 300*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	w, err := h.Pace(ctx, "globex", "a.test", 0, 300*time.Millisecond) // the fleet's delay too
+	w2, _ := h.Pace(ctx, "acme", "a.test", 300*time.Millisecond, 0)
+	// Spaced from the Pace, at most 100 ms would be left; from the
+	// departure, 300 ms less the time since it.
+	if left := 300*time.Millisecond - time.Since(sent); err != nil || (left > 150*time.Millisecond && (w <= 120*time.Millisecond || w2 <= 120*time.Millisecond)) {
+		t.Fatalf("after a late departure: waits %v and %v (%v), want about %v", w, w2, err, left)
+	}
+	// A moment in the past: the answer began 250 ms ago, so 50 ms are left.
+	if err := h.Sent(ctx, "hooli", "d.test", 300*time.Millisecond, 0, 250*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := h.Pace(ctx, "hooli", "d.test", 300*time.Millisecond, 0); w > 60*time.Millisecond {
+		t.Fatalf("sent 250 ms ago: wait %v, want 50 ms or less", w)
+	}
+	// A departure never moves the time back.
+	if err := h.Sent(ctx, "initech", "b.test", 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := h.Pace(ctx, "initech", "b.test", 300*time.Millisecond, 0); w != 0 {
+		t.Fatalf("no delay recorded, yet a wait of %v", w)
+	}
+}

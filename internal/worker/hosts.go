@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -139,6 +140,9 @@ func (tn *turn) takeHost() (bool, error) {
 type pacer struct {
 	tn                *turn
 	delay, fleetDelay time.Duration
+
+	mu   sync.Mutex
+	left time.Time // when the try's request left (zero: not yet)
 }
 
 // pacerOf is the job's pacer, or nil for jobs to a host without a delay:
@@ -172,16 +176,36 @@ func (pc *pacer) wait(ctx context.Context) error {
 	}
 }
 
-// sent records, without blocking the request, that it has left: the next
-// request to the host is spaced from now, not from when this one was paced
-// (rdb.Hosts.Sent).
-func (pc *pacer) sent() {
+// sent records, without blocking the request, that it has left (first
+// call) and that its answer began (second call): the next request to the
+// host is spaced from then, not from when this one was paced
+// (rdb.Hosts.Sent). A request's departure is what the worker sees; when the
+// site starts on it can be later (a loaded machine, a new connection
+// waiting to be accepted), so the moment the answer began — by which the
+// site had surely started — counts too, up to the delay after departure
+// (a slow answer does not hold the next request back further).
+func (pc *pacer) sent(at time.Time) {
 	tn := pc.tn
+	pc.mu.Lock()
+	if pc.left.IsZero() {
+		pc.left = at
+	} else if lim := pc.left.Add(max(pc.delay, pc.fleetDelay)); at.After(lim) {
+		at = lim
+	}
+	pc.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(tn.ctx), 2*time.Second)
 		defer cancel()
-		_ = tn.w.Politeness.Hosts.Sent(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay)
+		_ = tn.w.Politeness.Hosts.Sent(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay, time.Since(at))
 	}()
+}
+
+// beforeTry readies the pacer for a try (a job may try again through
+// another proxy).
+func (pc *pacer) beforeTry() {
+	pc.mu.Lock()
+	pc.left = time.Time{}
+	pc.mu.Unlock()
 }
 
 // hostAnswered tells the host's gate what the host answered: a 429 or 503
