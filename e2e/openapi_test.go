@@ -228,9 +228,22 @@ func TestOpenAPIResponses(t *testing.T) {
 		}
 		// ?wait= on submit answers 200 with the job; a plain fetch of a 404 page.
 		sc.raw("POST", e.APIURL+"/v1/fetch?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"output":["html","text","links","metadata"]}`, site.URL+"/missing"))
+		// The capture outputs: network (the page's own requests: any URL)
+		// and har; the failed action below keeps diagnostics.
+		sc.raw("POST", e.APIURL+"/v1/fetch?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"render_js":true,"output":["html","network","har"],"network":{"url_patterns":["*"]}}`, site.URL+"/js"))
 		// A failed job (timeout) and a failed action.
 		sc.raw("POST", e.APIURL+"/v1/fetch?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"timeout_ms":1000}`, site.URL+"/slow?d=5s"))
-		sc.raw("POST", e.APIURL+"/v1/interact?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"actions":[{"type":"click","selector":"#nope","timeout_ms":300}]}`, site.URL+"/plain"))
+		_, _, failedBody := sc.raw("POST", e.APIURL+"/v1/interact?wait=30s", keyA, fmt.Sprintf(`{"url":%q,"actions":[{"type":"click","selector":"#nope","timeout_ms":300}]}`, site.URL+"/plain"))
+		// Its diagnostics' screenshot through the signed link (no key), and
+		// with a wrong signature: the capture fields' links are complete.
+		var failedJob spec.Job
+		must(json.Unmarshal([]byte(failedBody), &failedJob))
+		if failedJob.Result == nil || failedJob.Result.Diagnostics == nil || failedJob.Result.Diagnostics.Screenshot == nil {
+			t.Fatalf("failed interact job without diagnostics: %.500s", failedBody)
+		}
+		shot := failedJob.Result.Diagnostics.Screenshot.URL
+		sc.raw("GET", shot, "", "")
+		sc.raw("GET", strings.Replace(shot, "sig=", "sig=x", 1), "", "")
 		// Idempotent replay, with and without wait.
 		a1, err := c.Fetch(ctx, client.Request{URL: site.URL + "/plain"}, client.IdempotencyKey("openapi-1"))
 		must(err)

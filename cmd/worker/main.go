@@ -91,6 +91,7 @@ func run() error {
 		ContextsPerBrowser: (cfg.Concurrency + cfg.Browsers - 1) / cfg.Browsers,
 		JobsPerBrowser:     cfg.JobsPerBrowser, AllowPrivate: cfg.AllowPrivate,
 		ProxyURL: guard.URL(), EgressError: guard.LastError, Logger: log, Registerer: reg,
+		MaxDownloadBytes: cfg.MaxDownloadBytes,
 	})
 	if err != nil {
 		return err

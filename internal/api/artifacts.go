@@ -78,10 +78,18 @@ func (s *Server) getArtifact(c echo.Context) error {
 // result.screenshot and result.pdf.data.
 func (s *Server) present(c echo.Context, j *spec.Job) {
 	r := j.Result
-	if r == nil || (len(r.Artifacts) == 0 && len(r.Embed) == 0) {
+	if r == nil {
 		return
 	}
 	base := c.Scheme() + "://" + c.Request().Host
+	r.CaptureArtifacts(func(a *spec.Artifact) {
+		if strings.HasPrefix(a.URL, "/") {
+			a.URL = base + a.URL
+		}
+	})
+	if len(r.Artifacts) == 0 && len(r.Embed) == 0 {
+		return
+	}
 	for k, a := range r.Artifacts {
 		if strings.HasPrefix(a.URL, "/") {
 			a.URL = base + a.URL

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"time"
 
@@ -17,6 +18,10 @@ const (
 	DefaultJobsPerBrowser     = 200
 	DefaultWarmTabs           = 1
 	DefaultStartTimeout       = 30 * time.Second
+	// DefaultMaxDownloadBytes bounds one downloaded file (50 MiB).
+	DefaultMaxDownloadBytes = 50 << 20
+	// DefaultMaxDownloads bounds the files one job keeps.
+	DefaultMaxDownloads = 10
 )
 
 // Config configures a Pool. The zero value is usable: one browser found on
@@ -55,6 +60,16 @@ type Config struct {
 	// string value gives --name=value, true gives --name, false removes a
 	// default flag).
 	ExtraFlags map[string]any
+	// DownloadDir is where each job's browser context saves its downloads,
+	// in a directory of its own removed after the job (default the
+	// system's temporary directory).
+	DownloadDir string
+	// MaxDownloadBytes bounds one downloaded file: a larger download is
+	// cancelled and reported with an error (default 50 MiB).
+	MaxDownloadBytes int64
+	// MaxDownloads bounds the files one job keeps; later ones are cancelled
+	// (default 10).
+	MaxDownloads int
 	// StartTimeout bounds the start of one browser process (default 30 s).
 	StartTimeout time.Duration
 	// Logger receives the pool's logs (default slog.Default()).
@@ -88,6 +103,15 @@ func (c Config) withDefaults() Config {
 	if c.StartTimeout == 0 {
 		c.StartTimeout = DefaultStartTimeout
 	}
+	if c.DownloadDir == "" {
+		c.DownloadDir = os.TempDir()
+	}
+	if c.MaxDownloadBytes == 0 {
+		c.MaxDownloadBytes = DefaultMaxDownloadBytes
+	}
+	if c.MaxDownloads == 0 {
+		c.MaxDownloads = DefaultMaxDownloads
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -105,6 +129,12 @@ func (c *Config) validate() error {
 	}
 	if c.JobsPerBrowser < 0 {
 		errs = append(errs, fmt.Errorf("jobs per browser must not be negative, got %d", c.JobsPerBrowser))
+	}
+	if c.MaxDownloadBytes < 0 {
+		errs = append(errs, fmt.Errorf("max download bytes must not be negative, got %d", c.MaxDownloadBytes))
+	}
+	if c.MaxDownloads < 0 {
+		errs = append(errs, fmt.Errorf("max downloads must not be negative, got %d", c.MaxDownloads))
 	}
 	for name, v := range c.ExtraFlags {
 		switch v.(type) {

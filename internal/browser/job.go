@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,9 @@ type job struct {
 	host   string      // the tenant and the host of the job's URL (block.go)
 	byType bool        // BlockResources blocks by resource type too (block.go)
 
+	rec   *recorder // requests, console and downloads (capture.go)
+	dlDir string    // the job's download directory ("" until setup)
+
 	mu             sync.Mutex
 	changed        chan struct{} // closed and replaced on every tracked event
 	lifecycle      map[cdp.LoaderID]map[string]bool
@@ -105,6 +109,7 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 		j.log = p.log
 	}
 	j.byType = req.BlockResources && p.typeHosts.needs(j.host)
+	j.rec = newRecorder(req, j.main)
 	j.ctx, j.cancel = context.WithCancelCause(caller)
 	j.stopAfter = context.AfterFunc(t.ctx, func() { j.cancel(errBrowserGone) })
 	lctx, unlisten := context.WithCancel(t.ctx)
@@ -112,6 +117,7 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 	if err := chromedp.Listen(lctx, j.onEvent); err != nil {
 		j.cancel(err)
 	}
+	j.followDownloads()
 	dialogs := cdp.Events(j.ctx, j.t, page.JavascriptDialogOpening)
 	j.wg.Go(func() {
 		for ev, err := range dialogs {
@@ -140,10 +146,18 @@ func newJob(p *Pool, b *browserProc, t *tab, caller context.Context, req Request
 
 // close stops following the tab.
 func (j *job) close() {
+	j.rec.mu.Lock()
+	j.rec.closed = true // no more body reads start: wg.Wait below sees them all
+	j.rec.mu.Unlock()
 	j.cancel(context.Canceled)
 	j.stopAfter()
 	j.unlisten()
 	j.wg.Wait()
+	if j.dlDir != "" {
+		if err := os.RemoveAll(j.dlDir); err != nil {
+			j.log.Warn("remove the download directory", "dir", j.dlDir, "err", err)
+		}
+	}
 }
 
 // lifecycleName maps a wait_until value to Chrome's lifecycle event.
@@ -162,6 +176,15 @@ func lifecycleName(waitUntil string) (string, bool) {
 // onEvent records an event of the tab. It runs on the tab's event loop, so it
 // only updates state.
 func (j *job) onEvent(ev any) {
+	if id := j.rec.onEvent(ev); id != "" {
+		j.rec.mu.Lock()
+		if j.rec.closed {
+			j.rec.reading--
+		} else {
+			j.wg.Go(func() { j.readBody(id) })
+		}
+		j.rec.mu.Unlock()
+	}
 	crashed := false
 	j.mu.Lock()
 	switch e := ev.(type) {
@@ -312,7 +335,7 @@ func (j *job) run() (*Result, error) {
 		if res := j.documentNotShown(err); res != nil {
 			return res, nil
 		}
-		return nil, j.navError(err, j.req.URL)
+		return nil, j.failed(j.navError(err, j.req.URL))
 	}
 	if testHookAfterNavigate != nil {
 		testHookAfterNavigate(j.ctx, j.t, j.req.URL)
@@ -325,6 +348,7 @@ func (j *job) run() (*Result, error) {
 		if ce := j.crashError(); ce != nil {
 			return nil, ce
 		}
+		res.Diagnostics = j.diagnose()
 	}
 	if j.ctx.Err() != nil {
 		// The deadline passed during the actions: report what ran, capture
@@ -332,14 +356,15 @@ func (j *job) run() (*Result, error) {
 		if failed != nil {
 			return res, failed
 		}
-		return nil, j.ctxError("after the actions")
+		return nil, j.failed(j.ctxError("after the actions"))
 	}
+	res.Downloads = j.collectDownloads(mayDownload(j.req.Actions))
 	if err := j.capture(res); err != nil {
 		var je *spec.Error
 		if errors.As(err, &je) && j.ctx.Err() == nil {
-			return nil, je // the job's own mistake (a screenshot selector that matches nothing)
+			return nil, j.failed(je) // the job's own mistake (a screenshot selector that matches nothing)
 		}
-		return nil, j.stepError(err, "capture the page")
+		return nil, j.failed(j.stepError(err, "capture the page"))
 	}
 	if j.req.CaptureState {
 		st, err := j.captureState(j.ctx)
@@ -365,6 +390,7 @@ func (j *job) setup() error {
 	if j.req.State != nil && len(j.req.State.Cookies) > 0 {
 		steps = append(steps, j.restoreCookies)
 	}
+	steps = append(steps, j.enableDownloads)
 	if err := parallel(j.ctx, steps...); err != nil {
 		return j.stepError(err, "prepare the tab")
 	}
@@ -667,6 +693,16 @@ func (j *job) capture(res *Result) error {
 			return fmt.Errorf("print to PDF: %w", err)
 		}
 		res.PDF = r.Data
+	}
+	if len(j.req.NetworkPatterns) > 0 {
+		res.Network = j.networkResponses()
+	}
+	if j.req.HAR {
+		b, err := j.harLog()
+		if err != nil {
+			return fmt.Errorf("HAR: %w", err)
+		}
+		res.HAR = b
 	}
 	return nil
 }

@@ -67,6 +67,17 @@ type Request struct {
 	// Log is the job's logger (its lines carry the job and tenant); nil:
 	// the pool's.
 	Log *slog.Logger
+
+	// NetworkPatterns, when not empty, keeps the XHR and fetch responses
+	// whose URL matches one of these patterns ("*" matches any run of
+	// characters) in Result.Network, with their bodies.
+	NetworkPatterns []string
+	// HAR asks for a HAR 1.2 log of the page's requests in Result.HAR.
+	HAR bool
+	// Diagnostics asks, when the job fails after its tab opened, for a
+	// screenshot, the DOM, the console messages and a HAR of that moment
+	// (Result.Diagnostics, or a *DiagnosedError when there is no result).
+	Diagnostics bool
 }
 
 // PDFOptions shape Result.PDF: the paper's size in inches and orientation.
@@ -109,4 +120,54 @@ type Result struct {
 	// State is the session state after the job when Request.CaptureState
 	// (also when an action failed).
 	State *spec.State
+	// Network holds the responses that matched Request.NetworkPatterns, in
+	// the order they finished.
+	Network []NetworkResponse
+	// HAR is the HAR 1.2 log (JSON) when Request.HAR.
+	HAR []byte
+	// Downloads are the files the page downloaded, in the order they began.
+	Downloads []Download
+	// Diagnostics is what the page looked like when the job failed (with
+	// Request.Diagnostics).
+	Diagnostics *Diagnostics
+}
+
+// NetworkResponse is one XHR or fetch response the job kept.
+type NetworkResponse struct {
+	URL      string
+	Method   string
+	Status   int
+	MIMEType string
+	// Body is the response body as Chrome decoded it. Truncated is set
+	// when it was longer than MaxNetworkBody and was cut there.
+	Body      []byte
+	Truncated bool
+}
+
+// Download is one file the page downloaded.
+type Download struct {
+	// Filename is the name the page suggested (the server's
+	// Content-Disposition, or the link's download attribute).
+	Filename string
+	MIMEType string
+	URL      string
+	Size     int64
+	// Data holds the file; nil when it failed (Error says why).
+	Data  []byte
+	Error string
+}
+
+// ConsoleMessage is one line the page logged to its console, or an
+// exception it did not catch (level "error").
+type ConsoleMessage struct {
+	Level string `json:"level"`
+	Text  string `json:"text"`
+}
+
+// Diagnostics is the state of the page at the moment a job failed.
+type Diagnostics struct {
+	Screenshot []byte // PNG of the viewport
+	DOM        string // the DOM with its doctype
+	Console    []ConsoleMessage
+	HAR        []byte // HAR 1.2 (JSON) of the requests up to then
 }

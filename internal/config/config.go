@@ -74,6 +74,10 @@ type Config struct {
 	// makes links absolute from each request's Host, and webhooks carry
 	// the path.
 	PublicURL string
+	// MaxDownloadBytes bounds one file a rendered job downloads
+	// (PAGEFLEET_MAX_DOWNLOAD_BYTES, default 50 MiB); a larger download
+	// is cancelled and listed with an error.
+	MaxDownloadBytes int64
 }
 
 // DefaultWebhookSchedule is ≈ 24 h of growing delays between delivery attempts.
@@ -216,6 +220,11 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	if c.HostDelay, err = durVar("PAGEFLEET_HOST_DELAY", 0, 0); err != nil {
 		return nil, err
 	}
+	maxDownload, err := intVar("PAGEFLEET_MAX_DOWNLOAD_BYTES", 50<<20, 1024, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	c.MaxDownloadBytes = int64(maxDownload)
 	if c.ReadHeaderTimeout, err = durVar("PAGEFLEET_READ_HEADER_TIMEOUT", 10*time.Second, 100*time.Millisecond); err != nil {
 		return nil, err
 	}

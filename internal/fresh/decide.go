@@ -84,6 +84,17 @@ func Storable(res *spec.Result) bool {
 	if len(res.Artifacts) > 0 {
 		return false
 	}
+	// Nor one that links capture artifacts (a HAR, downloads, large
+	// response bodies): they go with the job that stored them, before the
+	// cache entry would.
+	if res.HAR != nil || len(res.Downloads) > 0 {
+		return false
+	}
+	for _, n := range res.Network {
+		if n.BodyArtifact != nil {
+			return false
+		}
+	}
 	c := res.StatusCode
 	return (c >= 200 && c < 400) || c == http.StatusNotFound || c == http.StatusGone
 }

@@ -139,6 +139,20 @@ func TestStorable(t *testing.T) {
 	if Storable(nil) {
 		t.Error("a nil result is storable")
 	}
+	a := &spec.Artifact{ID: "job_x~page.har"}
+	for name, res := range map[string]*spec.Result{
+		"har":           {StatusCode: 200, HAR: a},
+		"downloads":     {StatusCode: 200, Downloads: []spec.Download{{Filename: "f.csv", Artifact: a}}},
+		"body artifact": {StatusCode: 200, Network: []spec.NetworkEntry{{URL: "u", BodyArtifact: a}}},
+	} {
+		if Storable(res) {
+			t.Errorf("a result with a %s is storable: its artifacts go with its job", name)
+		}
+	}
+	body := "{}"
+	if !Storable(&spec.Result{StatusCode: 200, Network: []spec.NetworkEntry{{URL: "u", Body: &body}}}) {
+		t.Error("a result with inline network bodies is not storable")
+	}
 }
 
 func TestCompare(t *testing.T) {

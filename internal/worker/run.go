@@ -119,6 +119,12 @@ func (w *Worker) run(ctx context.Context, p *jobs.RunPayload, lease *session.Lea
 		if jerr == nil {
 			jerr = spec.Errorf(spec.CodeInternal, true, "no try ran")
 		}
+		if t.diag != nil {
+			// A rendered job that failed before it had a page to show
+			// still keeps what the browser saw at its last try
+			// (capture.go).
+			return runOutcome{result: &spec.Result{URL: req.URL, Diagnostics: w.keeper(ctx, p).diagnostics(t.diag)}, err: jerr}
+		}
 		return runOutcome{err: jerr}
 	}
 	if up != nil {
@@ -182,6 +188,9 @@ type tryOutcome struct {
 	next    *spec.State // the session's state after the try
 	err     *spec.Error
 	blocked string
+	// diag is the diagnostics of a rendered try that failed without a
+	// result, not stored yet: only the last try's are (capture.go).
+	diag *browser.Diagnostics
 	// reused is the whole outcome when a revalidation got 304: the
 	// cached result, as it was (fresh.go).
 	reused *runOutcome
@@ -212,6 +221,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			pw, ph, landscape := req.PDFPaper()
 			breq.PDF = &browser.PDFOptions{Width: pw, Height: ph, Landscape: landscape}
 		}
+		captureRequest(&breq, p)
 		if pace != nil {
 			breq.BeforeNavigate, breq.Sent = pace.wait, pace.sent
 		}
@@ -228,7 +238,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			jerr = asJobError(err, ctx)
 		}
 		if br == nil {
-			return tryOutcome{err: jerr}
+			return tryOutcome{err: jerr, diag: diagnosedError(err)}
 		}
 		res.FinalURL, res.StatusCode, res.Headers = br.FinalURL, br.StatusCode, br.Headers
 		if shot {
@@ -238,6 +248,7 @@ func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, 
 			res.Actions = append(res.Actions, spec.ActionResult{Index: a.Index, Type: a.Type, Status: a.Status,
 				DurationMs: a.DurationMs, Result: a.Result, Screenshot: a.Screenshot, Error: a.Error})
 		}
+		w.keeper(ctx, p).keepCapture(res, br)
 		t := tryOutcome{res: res, html: br.HTML, next: br.State, err: jerr, pdf: br.PDF}
 		if jerr == nil && convert.IsPDF(br.Headers["content-type"], nil) {
 			// Chrome shows a PDF in its viewer: the document's bytes come

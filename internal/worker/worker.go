@@ -84,7 +84,9 @@ type Deps struct {
 	PageEvents func(ctx context.Context, p *jobs.RunPayload) bool
 
 	// Artifacts keeps the files jobs produce (screenshots, PDFs); nil:
-	// they stay inline in the result, as before artifacts.
+	// they stay inline in the result, as before artifacts. The files of
+	// capture outputs and diagnostics are left out without it, with a
+	// note (capture.go).
 	Artifacts *artifact.Store
 }
 

@@ -164,6 +164,13 @@ func fixtureSite() http.Handler {
 <input id="user" name="user"><button id="go">Log in</button></form><p id="done" hidden>Welcome</p></body></html>`))
 	mux.Handle("/account", page(`<!doctype html><html lang="en"><head><title>Account</title></head><body>
 <p id="who"></p><script>who.textContent = document.cookie.includes('sid=s3cret') ? 'Signed in as ' + localStorage.getItem('user') : 'Signed out'</script></body></html>`))
+	mux.Handle("/prices", page(`<!doctype html><html lang="en"><head><title>Prices</title></head><body><ul id="prices"></ul>
+<script>console.log('loading prices');
+fetch('/api/prices').then(r => r.json()).then(d => { prices.innerHTML = d.map(p => '<li>' + p.sku + '</li>').join(''); });</script></body></html>`))
+	mux.HandleFunc("/api/prices", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `[{"sku":"A-1","eur":12.5}]`)
+	})
 	for i := 1; i <= 3; i++ {
 		mux.Handle(fmt.Sprintf("/page/%d", i), page(fmt.Sprintf(`<!doctype html><html><head><title>Page %d</title></head><body><h1>Page %d</h1></body></html>`, i, i)))
 	}

@@ -93,6 +93,17 @@ type Result struct {
 	// how a stored result remembers "artifacts": "inline", and is never
 	// part of an answer.
 	Embed []string `json:"embed,omitempty"`
+
+	// capture (see capture.go)
+
+	// Network lists the kept XHR and fetch responses (output network).
+	Network []NetworkEntry `json:"network,omitzero"`
+	// HAR is the HAR 1.2 log of the page's requests (output har).
+	HAR *Artifact `json:"har,omitempty"`
+	// Downloads are the files the page or an action downloaded.
+	Downloads []Download `json:"downloads,omitempty"`
+	// Diagnostics is the page at the moment a rendered job failed.
+	Diagnostics *Diagnostics `json:"diagnostics,omitempty"`
 }
 
 // ActionResult is one entry of result.actions.

@@ -82,6 +82,14 @@ type Request struct {
 	// Artifacts is "inline" (default) or "url": whether result.screenshot
 	// and result.pdf.data carry the bytes or only result.artifacts links.
 	Artifacts string `json:"artifacts,omitempty"`
+
+	// capture (see capture.go)
+
+	// Network says which XHR and fetch responses the network output keeps.
+	Network *NetworkCapture `json:"network,omitempty"`
+	// Diagnostics false keeps no diagnostics when a rendered job fails
+	// (default true).
+	Diagnostics *bool `json:"diagnostics,omitempty"`
 }
 
 // Politeness is how a tenant's jobs treat one host (the URL's host, and its
@@ -290,9 +298,10 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	seen := map[string]bool{}
 	for i, o := range r.Output {
 		switch o {
-		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON, OutPDF:
+		case OutHTML, OutMarkdown, OutText, OutLinks, OutScreenshot, OutMetadata, OutJSON, OutPDF,
+			OutNetwork, OutHAR:
 		default:
-			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, pdf")
+			add(fmt.Sprintf("output[%d]", i), "unknown output "+quote(o)+"; one of html, markdown, text, links, screenshot, metadata, json, pdf, network, har")
 			continue
 		}
 		if seen[o] {
@@ -331,6 +340,7 @@ func (r *Request) Validate(kind, prefix string) []FieldError {
 	}
 	errs = append(errs, r.validateFreshness(kind, prefix)...)
 	errs = append(errs, r.validateArtifacts(prefix)...)
+	errs = append(errs, r.validateCapture(kind, prefix)...)
 	return errs
 }
 
