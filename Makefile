@@ -29,7 +29,7 @@ deps:
 
 ## test: the whole suite against real Redis and real Chromium
 test: deps vet
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -parallel 4 -timeout 25m ./...
 	$(MAKE) race fuzz-brief
 
 vet:
