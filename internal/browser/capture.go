@@ -43,9 +43,12 @@ const (
 	maxConsole      = 200
 	maxConsoleText  = 1000
 	maxConsoleBytes = 40 << 10
-	// diagnoseTimeout bounds the taking of diagnostics after a failure,
-	// which may come after the job's deadline.
+	// diagnoseTimeout bounds the taking of diagnostics after a failure;
+	// diagnoseOverrun bounds how far past the job's deadline they may go
+	// (a job's timeout_ms is a promise: an attempt that timed out ends
+	// about then, with what diagnostics could be taken in that moment).
 	diagnoseTimeout = 5 * time.Second
+	diagnoseOverrun = 1500 * time.Millisecond
 )
 
 // recorder keeps what a job records of its page besides the DOM: the
@@ -449,7 +452,8 @@ func (j *job) consoleMessages() []ConsoleMessage {
 
 // diagnose takes the diagnostics of a failed job: a screenshot of the
 // viewport, the DOM, the console and the HAR. It works after the job's
-// deadline, for at most diagnoseTimeout, and returns what it could take.
+// deadline, for at most diagnoseTimeout and no more than diagnoseOverrun
+// past the deadline, and returns what it could take.
 func (j *job) diagnose() *Diagnostics {
 	if !j.req.Diagnostics || j.tab.ctx.Err() != nil {
 		return nil
@@ -457,7 +461,11 @@ func (j *job) diagnose() *Diagnostics {
 	if err := j.caller.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return nil // cancelled (by the user, or a worker that stops): nobody will look
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.caller), diagnoseTimeout)
+	limit := time.Now().Add(diagnoseTimeout)
+	if dl, ok := j.caller.Deadline(); ok && dl.Add(diagnoseOverrun).Before(limit) {
+		limit = dl.Add(diagnoseOverrun)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(j.caller), limit)
 	defer cancel()
 	stop := context.AfterFunc(j.tab.ctx, cancel)
 	defer stop()
