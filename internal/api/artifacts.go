@@ -82,23 +82,14 @@ func (s *Server) present(c echo.Context, j *spec.Job) {
 		return
 	}
 	base := c.Scheme() + "://" + c.Request().Host
-	r.CaptureArtifacts(func(a *spec.Artifact) {
+	r.EachArtifact(func(a *spec.Artifact) {
 		if strings.HasPrefix(a.URL, "/") {
 			a.URL = base + a.URL
 		}
 	})
-	if len(r.Artifacts) == 0 && len(r.Embed) == 0 {
-		return
-	}
-	for k, a := range r.Artifacts {
-		if strings.HasPrefix(a.URL, "/") {
-			a.URL = base + a.URL
-			r.Artifacts[k] = a
-		}
-	}
 	embed := r.Embed
 	r.Embed = nil
-	if s.artifacts == nil {
+	if len(embed) == 0 || s.artifacts == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 30*time.Second)

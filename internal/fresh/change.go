@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
-	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/pagefleet/pagefleet/internal/rdb"
 	"github.com/pagefleet/pagefleet/pkg/spec"
 )
 
@@ -19,17 +19,11 @@ const MaxDiffBytes = 64 << 10
 const DiffTruncated = "\\ diff truncated\n"
 
 // Tracked is the last tracked result of a tenant, URL and tag, as the
-// tracker returns it.
-type Tracked struct {
-	Job    string
-	At     time.Time
-	Digest string
-	// Markdown is the tracked result's markdown; HasMarkdown is false when
-	// it is not kept (larger than the tracker keeps, or the tracker
-	// returned the result before the last one: see rdb.Tracker.Swap).
-	Markdown    string
-	HasMarkdown bool
-}
+// tracker returns it. Markdown is the tracked result's markdown;
+// HasMarkdown is false when it is not kept (larger than the tracker keeps,
+// or the tracker returned the result before the last one: see
+// rdb.Tracker.Swap).
+type Tracked = rdb.Tracked
 
 // Digest is the digest the tracker compares results by.
 func Digest(markdown string) string {

@@ -79,21 +79,14 @@ func Storable(res *spec.Result) bool {
 	if res == nil || res.Blocked != nil {
 		return false
 	}
-	// A result with artifacts links files that go with its job: a later
-	// job would serve links that die before the cache entry does.
-	if len(res.Artifacts) > 0 {
+	// A result that links artifacts (a screenshot or pdf, a HAR, downloads,
+	// large response bodies, diagnostics) links files that go with its job:
+	// a later job would serve links that die before the cache entry does.
+	// A download over the limit, listed without a file, counts too.
+	links := len(res.Downloads) > 0
+	res.EachArtifact(func(*spec.Artifact) { links = true })
+	if links {
 		return false
-	}
-	// Nor one that links capture artifacts (a HAR, downloads, large
-	// response bodies): they go with the job that stored them, before the
-	// cache entry would.
-	if res.HAR != nil || len(res.Downloads) > 0 {
-		return false
-	}
-	for _, n := range res.Network {
-		if n.BodyArtifact != nil {
-			return false
-		}
 	}
 	c := res.StatusCode
 	return (c >= 200 && c < 400) || c == http.StatusNotFound || c == http.StatusGone

@@ -27,9 +27,5 @@ func Track(ctx context.Context, tr *rdb.Tracker, tenant, url, tag, job string, a
 	if err != nil {
 		return nil, err
 	}
-	var p *Tracked
-	if prev != nil {
-		p = &Tracked{Job: prev.Job, At: prev.At, Digest: prev.Digest, Markdown: prev.Markdown, HasMarkdown: prev.HasMarkdown}
-	}
-	return Compare(p, job, md), nil
+	return Compare(prev, job, md), nil
 }

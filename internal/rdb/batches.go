@@ -133,15 +133,21 @@ func (s *Batches) CreateURLs(ctx context.Context, b *Batch, urls []string) error
 	if err != nil {
 		return err
 	}
-	args := make([]any, len(urls))
-	for i, u := range urls {
-		args[i] = u
-	}
+	args := anys(urls)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		s.writeURLs(ctx, p, b, f, args)
 		return nil
 	})
 	return err
+}
+
+// anys is urls as command arguments.
+func anys(urls []string) []any {
+	args := make([]any, len(urls))
+	for i, u := range urls {
+		args[i] = u
+	}
+	return args
 }
 
 func (s *Batches) writeURLs(ctx context.Context, p redis.Pipeliner, b *Batch, f, urls []any) {
@@ -165,10 +171,7 @@ func (s *Batches) CreateURLsNew(ctx context.Context, b *Batch, urls []string) er
 	if err != nil {
 		return err
 	}
-	args := make([]any, len(urls))
-	for i, u := range urls {
-		args[i] = u
-	}
+	args := anys(urls)
 	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 		n, err := tx.Exists(ctx, BatchKey(b.ID)).Result()
 		if err != nil {

@@ -202,16 +202,25 @@ func (st *Schedules) Get(ctx context.Context, tenant, id string) (*StoredSchedul
 	return decodeSchedule(id, tenant, vals)
 }
 
+// olderThan is the ZRANGEBYSCORE bound of a newest-first page after
+// cursor (a score the previous page gave; "" for the first page).
+func olderThan(cursor string) (string, error) {
+	if cursor == "" {
+		return "+inf", nil
+	}
+	n, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil {
+		return "", ErrInvalidCursor
+	}
+	return "(" + strconv.FormatInt(n, 10), nil
+}
+
 // List returns the tenant's schedules newest first; cursor is the
 // next_cursor of the previous page ("" for the first).
 func (st *Schedules) List(ctx context.Context, tenant, cursor string, limit int) ([]*StoredSchedule, string, error) {
-	max := "+inf"
-	if cursor != "" {
-		n, err := strconv.ParseInt(cursor, 10, 64)
-		if err != nil {
-			return nil, "", ErrInvalidCursor
-		}
-		max = "(" + strconv.FormatInt(n, 10)
+	max, err := olderThan(cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	zs, err := st.rdb.ZRevRangeByScoreWithScores(ctx, scheduleIndexKey(tenant), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit) + 1}).Result()
 	if err != nil {
@@ -458,13 +467,9 @@ func (st *Schedules) Complete(ctx context.Context, run spec.ScheduleRun) (bool, 
 // Runs lists the recorded runs of a schedule newest first; cursor is the
 // next_cursor of the previous page.
 func (st *Schedules) Runs(ctx context.Context, id, cursor string, limit int) ([]spec.ScheduleRun, string, error) {
-	max := "+inf"
-	if cursor != "" {
-		n, err := strconv.ParseInt(cursor, 10, 64)
-		if err != nil {
-			return nil, "", ErrInvalidCursor
-		}
-		max = "(" + strconv.FormatInt(n, 10)
+	max, err := olderThan(cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	ms, err := st.rdb.ZRevRangeByScore(ctx, scheduleRunsKey(id), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit) + 1}).Result()
 	if err != nil {

@@ -118,10 +118,15 @@ func (r *Request) validateCapture(kind, prefix string) []FieldError {
 	return errs
 }
 
-// CaptureArtifacts calls f with each artifact of the capture fields of r
-// (a network body, the HAR, the downloads, the diagnostics), so that the
-// API can complete their links.
-func (r *Result) CaptureArtifacts(f func(*Artifact)) {
+// EachArtifact calls f with every artifact the result links: those of its
+// outputs (Artifacts: screenshot, pdf) and of its capture fields (network
+// bodies, the HAR, the downloads, the diagnostics). f may change them (the
+// API completes their links).
+func (r *Result) EachArtifact(f func(*Artifact)) {
+	for k, a := range r.Artifacts {
+		f(&a)
+		r.Artifacts[k] = a
+	}
 	visit := func(a *Artifact) {
 		if a != nil {
 			f(a)
