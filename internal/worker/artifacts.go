@@ -13,8 +13,9 @@ import (
 )
 
 // MaxInlineBytes is the most of a new output's bytes that may go into
-// Redis: above it they go to the artifact store or the job fails.
-const MaxInlineBytes = 64 << 10
+// Redis: above it they go to the artifact store or the job fails (the
+// same bound as the capture fields').
+const MaxInlineBytes = spec.MaxInlineBytes
 
 // keepArtifacts moves the screenshot and the pdf output into the artifact
 // store: the result keeps their links (result.artifacts) and, for an

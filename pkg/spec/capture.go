@@ -22,8 +22,9 @@ const (
 const (
 	MaxURLPatterns     = 20
 	MaxURLPatternBytes = 2048
-	// MaxInlineBytes bounds any value of a capture output kept in the job
-	// record: larger bodies, HARs, DOMs and files are artifacts.
+	// MaxInlineBytes bounds any value of a new output kept in the job
+	// record: larger screenshots, PDFs, bodies, HARs, DOMs and files are
+	// artifacts.
 	MaxInlineBytes = 64 << 10
 )
 
