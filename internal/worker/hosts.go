@@ -160,9 +160,13 @@ func (tn *turn) pacerOf() *pacer {
 }
 
 // wait waits until the request leaves at least the host's delay after the
-// last one (see rdb.Hosts.Pace).
+// last one (see rdb.Hosts.Pace). It runs before each try's request (a job
+// may try again through another proxy), so it starts the try's record.
 func (pc *pacer) wait(ctx context.Context) error {
 	tn := pc.tn
+	pc.mu.Lock()
+	pc.left = time.Time{}
+	pc.mu.Unlock()
 	for {
 		wait, err := tn.w.Politeness.Hosts.Pace(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay)
 		if err != nil || wait <= 0 {
@@ -198,14 +202,6 @@ func (pc *pacer) sent(at time.Time) {
 		defer cancel()
 		_ = tn.w.Politeness.Hosts.Sent(ctx, tn.p.Tenant, tn.host.host, pc.delay, pc.fleetDelay, time.Since(at))
 	}()
-}
-
-// beforeTry readies the pacer for a try (a job may try again through
-// another proxy).
-func (pc *pacer) beforeTry() {
-	pc.mu.Lock()
-	pc.left = time.Time{}
-	pc.mu.Unlock()
 }
 
 // hostAnswered tells the host's gate what the host answered: a 429 or 503

@@ -206,9 +206,6 @@ type tryOutcome struct {
 func (w *Worker) try(ctx context.Context, p *jobs.RunPayload, prev *spec.State, inSession bool, ident *identity.Profile, up *egress.Upstream, log *slog.Logger, pace *pacer) tryOutcome {
 	req := &p.Request
 	res := &spec.Result{URL: req.URL}
-	if pace != nil {
-		pace.beforeTry()
-	}
 	if req.Rendered(p.Kind) {
 		shot := req.Wants(spec.OutScreenshot)
 		breq := browser.Request{
